@@ -1,0 +1,6 @@
+"""PyTorch backend of diffconv."""
+
+from . import functional
+from .modules import DiffConv1d, DiffConv2d, DiffConv3d
+
+__all__ = ["functional", "DiffConv1d", "DiffConv2d", "DiffConv3d"]

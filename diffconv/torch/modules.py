@@ -1,0 +1,145 @@
+"""``nn.ConvNd`` subclasses whose border is handled by Lagrange ghosts instead of padding."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from . import functional as DF
+
+__all__ = ["DiffConv1d", "DiffConv2d", "DiffConv3d"]
+
+
+class _DiffConvMixin:
+    """Shared behaviour of the DiffConvNd modules (the conv class supplies ``weight``/``bias``).
+
+    ``edge_kernel=True`` adds ``edge_weight``/``edge_bias`` (initialised as copies of
+    ``weight``/``bias``), used by every output whose window reaches past the data.
+    ``boundary_input_grad=False`` stops those outputs' gradient to the input.
+    """
+
+    _nd: int
+    weight: nn.Parameter
+    bias: nn.Parameter | None
+
+    def _init_diff(self, edge_kernel: bool, boundary_input_grad: bool) -> None:
+        if not isinstance(edge_kernel, bool):
+            raise TypeError(f"edge_kernel must be a bool, got {edge_kernel!r}")
+        if not isinstance(boundary_input_grad, bool):
+            raise TypeError(f"boundary_input_grad must be a bool, got {boundary_input_grad!r}")
+        self.edge_kernel = edge_kernel
+        self.boundary_input_grad = boundary_input_grad
+        if edge_kernel:
+            self.edge_weight = nn.Parameter(self.weight.detach().clone())
+            self.edge_bias = None if self.bias is None else nn.Parameter(self.bias.detach().clone())
+        else:
+            self.register_parameter("edge_weight", None)
+            self.register_parameter("edge_bias", None)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return _FUNCTIONAL[self._nd](
+            input,
+            self.weight,
+            self.bias,
+            self.stride,
+            self.dilation,
+            self.groups,
+            edge_weight=self.edge_weight,
+            edge_bias=self.edge_bias,
+            boundary_input_grad=self.boundary_input_grad,
+        )
+
+    def extra_repr(self) -> str:
+        s = nn.modules.conv._ConvNd.extra_repr(self)  # type: ignore[arg-type]
+        if self.edge_kernel:
+            s += ", edge_kernel=True"
+        if not self.boundary_input_grad:
+            s += ", boundary_input_grad=False"
+        return s
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+        # A plain nn.ConvNd checkpoint has no edge parameters: start them from weight/bias.
+        if self.edge_kernel:
+            for edge, main in (("edge_weight", "weight"), ("edge_bias", "bias")):
+                if prefix + edge not in state_dict and prefix + main in state_dict and getattr(self, edge) is not None:
+                    state_dict[prefix + edge] = state_dict[prefix + main]
+        super()._load_from_state_dict(  # type: ignore[misc]
+            state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+        )
+
+
+class DiffConv1d(_DiffConvMixin, nn.Conv1d):
+    """Drop-in for ``nn.Conv1d(..., padding='same')``. Input ``(N, C, L)``, output ``(N, O, ceil(L/stride))``."""
+
+    _nd = 1
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | Sequence[int],
+        stride: int | Sequence[int] = 1,
+        dilation: int | Sequence[int] = 1,
+        groups: int = 1,
+        bias: bool = True,
+        device: Any = None,
+        dtype: Any = None,
+        *,
+        edge_kernel: bool = False,
+        boundary_input_grad: bool = True,
+    ) -> None:
+        nn.Conv1d.__init__(self, in_channels, out_channels, kernel_size, stride, 0, dilation, groups, bias, "zeros", device, dtype)
+        self._init_diff(edge_kernel, boundary_input_grad)
+
+
+class DiffConv2d(_DiffConvMixin, nn.Conv2d):
+    """Drop-in for ``nn.Conv2d(..., padding='same')``. Input ``(N, C, H, W)``, output ``(N, O, ceil(H/s), ceil(W/s))``."""
+
+    _nd = 2
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | Sequence[int],
+        stride: int | Sequence[int] = 1,
+        dilation: int | Sequence[int] = 1,
+        groups: int = 1,
+        bias: bool = True,
+        device: Any = None,
+        dtype: Any = None,
+        *,
+        edge_kernel: bool = False,
+        boundary_input_grad: bool = True,
+    ) -> None:
+        nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride, 0, dilation, groups, bias, "zeros", device, dtype)
+        self._init_diff(edge_kernel, boundary_input_grad)
+
+
+class DiffConv3d(_DiffConvMixin, nn.Conv3d):
+    """Drop-in for ``nn.Conv3d(..., padding='same')``. Input ``(N, C, D, H, W)``."""
+
+    _nd = 3
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | Sequence[int],
+        stride: int | Sequence[int] = 1,
+        dilation: int | Sequence[int] = 1,
+        groups: int = 1,
+        bias: bool = True,
+        device: Any = None,
+        dtype: Any = None,
+        *,
+        edge_kernel: bool = False,
+        boundary_input_grad: bool = True,
+    ) -> None:
+        nn.Conv3d.__init__(self, in_channels, out_channels, kernel_size, stride, 0, dilation, groups, bias, "zeros", device, dtype)
+        self._init_diff(edge_kernel, boundary_input_grad)
+
+
+_FUNCTIONAL = {1: DF.conv1d, 2: DF.conv2d, 3: DF.conv3d}
