@@ -11,89 +11,13 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from .._checks import as_tuple, check_conv_shapes, check_float_dtype, check_same_dtype
-from ..coefficients import min_length
 from ..plan import AxisPlan, axis_plan
-from ._coeffs import ghost_tensors
+from ._validate import validate_conv_args
+from .padding import lagrange_pad, pad_axis
 
 __all__ = ["conv1d", "conv2d", "conv3d", "lagrange_pad"]
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
-_LOW_PRECISION = (torch.float16, torch.bfloat16)
-
-
-def _dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).replace("torch.", "")
-
-
-def _pad_axis(x: torch.Tensor, dim: int, kernel_size: int, dilation: int, before: int, after: int) -> torch.Tensor:
-    """Append ``before``/``after`` ghosts to ``x`` along ``dim`` (ghosts computed in >= float32)."""
-    if before == 0 and after == 0:
-        return x
-    length = x.shape[dim]
-    work = torch.float32 if x.dtype in _LOW_PRECISION else x.dtype
-    low_w, high_w = ghost_tensors(kernel_size, dilation, x.device, work)
-    low_w, high_w = low_w[low_w.shape[0] - before:], high_w[:after]
-    span = low_w.shape[1] if before else high_w.shape[1]
-    xm = x.movedim(dim, -1)
-    parts = []
-    if before:
-        parts.append((xm[..., :span].to(work) @ low_w.T).to(x.dtype))
-    parts.append(xm)
-    if after:
-        parts.append((xm[..., length - span:].to(work) @ high_w.T).to(x.dtype))
-    return torch.cat(parts, dim=-1).movedim(-1, dim)
-
-
-def lagrange_pad(
-    input: torch.Tensor,
-    pad: Sequence[int],
-    *,
-    kernel_size: int | Sequence[int] | None = None,
-    dilation: int | Sequence[int] = 1,
-) -> torch.Tensor:
-    """Pad with polynomial-extrapolated ghosts; ``pad`` as in :func:`torch.nn.functional.pad`.
-
-    ``pad = (last_lo, last_hi, second_last_lo, second_last_hi, ...)``. For each padded axis the
-    ghosts follow the degree-``k-1`` polynomial through the ``k`` samples nearest each edge on
-    the ghost's dilation lattice; ``kernel_size`` defaults to ``(lo + hi) // dilation + 1``,
-    the kernel that this padding makes size-keeping. Ghost widths may not exceed those of
-    that kernel. Axes are padded last-first, corners by tensor product.
-    """
-    pad = tuple(pad)
-    if len(pad) % 2 or len(pad) // 2 > input.dim():
-        raise ValueError(f"pad must have an even length of at most 2*input.dim()={2 * input.dim()}, got {pad}")
-    n = len(pad) // 2
-    for v in pad:
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise ValueError(f"pad must contain ints >= 0, got {pad}")
-    check_float_dtype("input", _dtype_name(input.dtype))
-    dils = as_tuple("dilation", dilation, n)
-    if kernel_size is None:
-        ks = tuple((pad[2 * i] + pad[2 * i + 1]) // dils[i] + 1 for i in range(n))
-    else:
-        ks = as_tuple("kernel_size", kernel_size, n)
-    out = input
-    for i in range(n):
-        dim = input.dim() - 1 - i
-        lo, hi = pad[2 * i], pad[2 * i + 1]
-        if lo == 0 and hi == 0:
-            continue
-        need = min_length(ks[i], dils[i])
-        width = (ks[i] - 1) * dils[i]
-        if lo + hi > width or max(lo, hi) > width:
-            raise ValueError(
-                f"pad ({lo}, {hi}) on dim {dim} exceeds the extent of kernel_size={ks[i]}, dilation={dils[i]}"
-            )
-        if input.shape[dim] < need:
-            raise ValueError(
-                f"dim {dim} has length {input.shape[dim]}, but kernel_size={ks[i]} with dilation={dils[i]} "
-                f"needs at least {need} samples to extrapolate its border"
-            )
-        out = _pad_axis(out, dim, ks[i], dils[i], lo, hi)
-    return out
-
-
 def _boundary_mask(plans: Sequence[AxisPlan], device: torch.device) -> torch.Tensor:
     """Bool tensor of output spatial shape: True where the window reaches a ghost."""
     nd = len(plans)
@@ -118,30 +42,9 @@ def _conv_nd(
     edge_bias: torch.Tensor | None,
     boundary_input_grad: bool,
 ) -> torch.Tensor:
-    for name, t in (("input", input), ("weight", weight), ("bias", bias), ("edge_weight", edge_weight), ("edge_bias", edge_bias)):
-        if t is not None and not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-    check_float_dtype("input", _dtype_name(input.dtype))
-    for name, t in (("weight", weight), ("bias", bias), ("edge_weight", edge_weight), ("edge_bias", edge_bias)):
-        if t is not None:
-            check_same_dtype("input", _dtype_name(input.dtype), name, _dtype_name(t.dtype))
-    check_conv_shapes(
-        nd=nd,
-        in_channels=input.shape[-nd - 1] if input.dim() >= nd + 1 else -1,
-        input_rank=input.dim(),
-        kernel_rank=weight.dim(),
-        kernel_out=weight.shape[0],
-        kernel_in=weight.shape[1] if weight.dim() > 1 else -1,
-        groups=groups,
-        bias_shape=None if bias is None else tuple(bias.shape),
-        kernel_shape=tuple(weight.shape),
-        edge_kernel_shape=None if edge_weight is None else tuple(edge_weight.shape),
-        edge_bias_shape=None if edge_bias is None else tuple(edge_bias.shape),
+    strides, dils = validate_conv_args(
+        nd, input, weight, bias, edge_weight, edge_bias, stride, dilation, groups, boundary_input_grad
     )
-    if not isinstance(boundary_input_grad, bool):
-        raise TypeError(f"boundary_input_grad must be a bool, got {boundary_input_grad!r}")
-    strides = as_tuple("stride", stride, nd)
-    dils = as_tuple("dilation", dilation, nd)
     unbatched = input.dim() == nd + 1
     x = input.unsqueeze(0) if unbatched else input
     ks = tuple(weight.shape[2:])
@@ -150,7 +53,7 @@ def _conv_nd(
     padded = x
     for a in reversed(range(nd)):
         p = plans[a]
-        padded = _pad_axis(padded, 2 + a, p.kernel_size, p.dilation, p.before, p.after)
+        padded = pad_axis(padded, 2 + a, p.kernel_size, p.dilation, p.before, p.after)
     conv = _CONV[nd]
     out = conv(padded, weight, bias, strides, 0, dils, groups)
 

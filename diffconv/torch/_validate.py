@@ -1,0 +1,53 @@
+"""Argument checks of the torch backend (messages name the argument, value and expectation)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from .._checks import as_tuple, check_conv_shapes, check_float_dtype, check_same_dtype
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def validate_conv_args(
+    nd: int,
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    edge_weight: torch.Tensor | None,
+    edge_bias: torch.Tensor | None,
+    stride: int | Sequence[int],
+    dilation: int | Sequence[int],
+    groups: int,
+    boundary_input_grad: bool,
+) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Check a convNd call; returns ``(strides, dilations)`` as ``nd``-tuples."""
+    for name, t in (("input", input), ("weight", weight), ("bias", bias), ("edge_weight", edge_weight), ("edge_bias", edge_bias)):
+        if t is not None and not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    check_float_dtype("input", dtype_name(input.dtype))
+    for name, t in (("weight", weight), ("bias", bias), ("edge_weight", edge_weight), ("edge_bias", edge_bias)):
+        if t is not None:
+            check_same_dtype("input", dtype_name(input.dtype), name, dtype_name(t.dtype))
+    check_conv_shapes(
+        nd=nd,
+        in_channels=input.shape[-nd - 1] if input.dim() >= nd + 1 else -1,
+        input_rank=input.dim(),
+        kernel_rank=weight.dim(),
+        kernel_out=weight.shape[0],
+        kernel_in=weight.shape[1] if weight.dim() > 1 else -1,
+        groups=groups,
+        bias_shape=None if bias is None else tuple(bias.shape),
+        kernel_shape=tuple(weight.shape),
+        edge_kernel_shape=None if edge_weight is None else tuple(edge_weight.shape),
+        edge_bias_shape=None if edge_bias is None else tuple(edge_bias.shape),
+    )
+    if not isinstance(boundary_input_grad, bool):
+        raise TypeError(f"boundary_input_grad must be a bool, got {boundary_input_grad!r}")
+    strides = as_tuple("stride", stride, nd)
+    dils = as_tuple("dilation", dilation, nd)
+    return strides, dils

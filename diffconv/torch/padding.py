@@ -1,0 +1,84 @@
+"""Lagrange ghost padding for torch tensors (the fast form's only extra work)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from .._checks import as_tuple, check_float_dtype
+from ..coefficients import min_length
+from ._coeffs import ghost_tensors
+from ._validate import dtype_name
+
+__all__ = ["lagrange_pad", "pad_axis"]
+
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def pad_axis(x: torch.Tensor, dim: int, kernel_size: int, dilation: int, before: int, after: int) -> torch.Tensor:
+    """Append ``before``/``after`` ghosts to ``x`` along ``dim`` (ghosts computed in >= float32)."""
+    if before == 0 and after == 0:
+        return x
+    length = x.shape[dim]
+    work = torch.float32 if x.dtype in _LOW_PRECISION else x.dtype
+    low_w, high_w = ghost_tensors(kernel_size, dilation, x.device, work)
+    low_w, high_w = low_w[low_w.shape[0] - before:], high_w[:after]
+    span = low_w.shape[1] if before else high_w.shape[1]
+    xm = x.movedim(dim, -1)
+    parts = []
+    if before:
+        parts.append((xm[..., :span].to(work) @ low_w.T).to(x.dtype))
+    parts.append(xm)
+    if after:
+        parts.append((xm[..., length - span:].to(work) @ high_w.T).to(x.dtype))
+    return torch.cat(parts, dim=-1).movedim(-1, dim)
+
+
+def lagrange_pad(
+    input: torch.Tensor,
+    pad: Sequence[int],
+    *,
+    kernel_size: int | Sequence[int] | None = None,
+    dilation: int | Sequence[int] = 1,
+) -> torch.Tensor:
+    """Pad with polynomial-extrapolated ghosts; ``pad`` as in :func:`torch.nn.functional.pad`.
+
+    ``pad = (last_lo, last_hi, second_last_lo, second_last_hi, ...)``. For each padded axis the
+    ghosts follow the degree-``k-1`` polynomial through the ``k`` samples nearest each edge on
+    the ghost's dilation lattice; ``kernel_size`` defaults to ``(lo + hi) // dilation + 1``,
+    the kernel that this padding makes size-keeping. Ghost widths may not exceed those of
+    that kernel. Axes are padded last-first, corners by tensor product.
+    """
+    pad = tuple(pad)
+    if len(pad) % 2 or len(pad) // 2 > input.dim():
+        raise ValueError(f"pad must have an even length of at most 2*input.dim()={2 * input.dim()}, got {pad}")
+    n = len(pad) // 2
+    for v in pad:
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ValueError(f"pad must contain ints >= 0, got {pad}")
+    check_float_dtype("input", dtype_name(input.dtype))
+    dils = as_tuple("dilation", dilation, n)
+    if kernel_size is None:
+        ks = tuple((pad[2 * i] + pad[2 * i + 1]) // dils[i] + 1 for i in range(n))
+    else:
+        ks = as_tuple("kernel_size", kernel_size, n)
+    out = input
+    for i in range(n):
+        dim = input.dim() - 1 - i
+        lo, hi = pad[2 * i], pad[2 * i + 1]
+        if lo == 0 and hi == 0:
+            continue
+        need = min_length(ks[i], dils[i])
+        width = (ks[i] - 1) * dils[i]
+        if lo + hi > width or max(lo, hi) > width:
+            raise ValueError(
+                f"pad ({lo}, {hi}) on dim {dim} exceeds the extent of kernel_size={ks[i]}, dilation={dils[i]}"
+            )
+        if input.shape[dim] < need:
+            raise ValueError(
+                f"dim {dim} has length {input.shape[dim]}, but kernel_size={ks[i]} with dilation={dils[i]} "
+                f"needs at least {need} samples to extrapolate its border"
+            )
+        out = pad_axis(out, dim, ks[i], dils[i], lo, hi)
+    return out
