@@ -126,8 +126,7 @@ def _ghost_rows(k: int, d: int, width: int) -> tuple[tuple[Fraction, ...], ...]:
 
 
 @functools.lru_cache(maxsize=None)
-def _ghost_weights(k: int, d: int, exact: bool) -> GhostWeights:
-    before, after = ghost_widths(k, d)
+def _ghost_weights(k: int, d: int, before: int, after: int, exact: bool) -> GhostWeights:
     low_rows = _ghost_rows(k, d, before)
     # The high edge is the low edge of the reversed axis: reverse rows and columns.
     high_rows = [tuple(reversed(row)) for row in reversed(_ghost_rows(k, d, after))]
@@ -138,16 +137,29 @@ def _ghost_weights(k: int, d: int, exact: bool) -> GhostWeights:
     )
 
 
-def ghost_weights(kernel_size: int, dilation: int = 1, *, exact: bool = False) -> GhostWeights:
+def ghost_weights(
+    kernel_size: int,
+    dilation: int = 1,
+    *,
+    widths: tuple[int, int] | None = None,
+    exact: bool = False,
+) -> GhostWeights:
     """Ghost weights for one axis of a size-keeping convolution (DESIGN.md §2).
 
     A ghost at distance ``q`` outside an edge takes the value of the degree-``k-1``
     polynomial through the ``k`` samples nearest that edge on its own dilation lattice.
-    For ``k=3, d=1`` the single low ghost is ``3*u0 - 3*u1 + u2``.
+    For ``k=3, d=1`` the single low ghost is ``3*u0 - 3*u1 + u2``. ``widths`` =
+    ``(before, after)`` ghosts, by default :func:`ghost_widths` (the size-keeping ones).
     """
     k = _check_positive_int("kernel_size", kernel_size)
     d = _check_positive_int("dilation", dilation)
-    return _ghost_weights(k, d, bool(exact))
+    before, after = ghost_widths(k, d) if widths is None else widths
+    for name, w in (("widths[0]", before), ("widths[1]", after)):
+        if isinstance(w, bool) or not isinstance(w, (int, np.integer)) or w < 0:
+            raise ValueError(f"ghost_weights: {name} must be an int >= 0, got {w!r}")
+    if k == 1 and (before or after):
+        raise ValueError("ghost_weights: kernel_size=1 has no ghosts to extrapolate (widths must be (0, 0))")
+    return _ghost_weights(k, d, int(before), int(after), bool(exact))
 
 
 def transformation_matrix_1d(kernel_size: int, shift: int, *, exact: bool = False) -> np.ndarray:

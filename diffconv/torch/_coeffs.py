@@ -10,7 +10,9 @@ from ..coefficients import ghost_weights
 
 
 @functools.lru_cache(maxsize=256)
-def ghost_tensors(kernel_size: int, dilation: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def ghost_tensors(
+    kernel_size: int, dilation: int, before: int, after: int, device: torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(low, high)`` ghost weight matrices of :func:`diffconv.coefficients.ghost_weights` as tensors."""
-    g = ghost_weights(kernel_size, dilation)
+    g = ghost_weights(kernel_size, dilation, widths=(before, after))
     return (torch.tensor(g.low, device=device, dtype=dtype), torch.tensor(g.high, device=device, dtype=dtype))

@@ -22,8 +22,7 @@ def pad_axis(x: torch.Tensor, dim: int, kernel_size: int, dilation: int, before:
         return x
     length = x.shape[dim]
     work = torch.float32 if x.dtype in _LOW_PRECISION else x.dtype
-    low_w, high_w = ghost_tensors(kernel_size, dilation, x.device, work)
-    low_w, high_w = low_w[low_w.shape[0] - before:], high_w[:after]
+    low_w, high_w = ghost_tensors(kernel_size, dilation, before, after, x.device, work)
     span = low_w.shape[1] if before else high_w.shape[1]
     xm = x.movedim(dim, -1)
     parts = []
@@ -70,11 +69,8 @@ def lagrange_pad(
         if lo == 0 and hi == 0:
             continue
         need = min_length(ks[i], dils[i])
-        width = (ks[i] - 1) * dils[i]
-        if lo + hi > width or max(lo, hi) > width:
-            raise ValueError(
-                f"pad ({lo}, {hi}) on dim {dim} exceeds the extent of kernel_size={ks[i]}, dilation={dils[i]}"
-            )
+        if ks[i] == 1:
+            raise ValueError(f"pad ({lo}, {hi}) on dim {dim} needs kernel_size >= 2 to extrapolate, got 1")
         if input.shape[dim] < need:
             raise ValueError(
                 f"dim {dim} has length {input.shape[dim]}, but kernel_size={ks[i]} with dilation={dils[i]} "
