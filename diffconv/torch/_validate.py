@@ -13,6 +13,14 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).replace("torch.", "")
 
 
+def autocast_enabled(device_type: str) -> bool:
+    """Whether ``torch.autocast`` is active for ``device_type`` (where it picks the conv dtype)."""
+    try:
+        return bool(torch.is_autocast_enabled(device_type))
+    except TypeError:  # torch < 2.4 takes no device type
+        return bool(torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled())
+
+
 def validate_conv_args(
     nd: int,
     input: torch.Tensor,
@@ -30,8 +38,14 @@ def validate_conv_args(
         if t is not None and not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     check_float_dtype("input", dtype_name(input.dtype))
+    # Under autocast the convolution casts its operands itself, as torch.nn.functional.conv does.
+    mixed_ok = autocast_enabled(input.device.type)
     for name, t in (("weight", weight), ("bias", bias), ("edge_weight", edge_weight), ("edge_bias", edge_bias)):
-        if t is not None:
+        if t is None:
+            continue
+        if mixed_ok:
+            check_float_dtype(name, dtype_name(t.dtype))
+        else:
             check_same_dtype("input", dtype_name(input.dtype), name, dtype_name(t.dtype))
     check_conv_shapes(
         nd=nd,

@@ -1,33 +1,72 @@
 """Padding-free convolution for PyTorch (channels-first, weights ``(out, in/groups, *k)``).
 
-Fast form: pad every spatial axis with Lagrange ghosts (:func:`lagrange_pad`), then run the
-ordinary VALID ``F.convNd``. The ghost weights come from :mod:`diffconv.coefficients`.
+Fast form: the convolution of the Lagrange-ghost-padded input (:func:`lagrange_pad`). In
+eager mode it runs as the zero-padded convolution plus thin boundary terms
+(:mod:`diffconv.torch._autograd`), which saves no more for backward than ``padding='same'``;
+under ``torch.compile`` and for higher-order gradients it is the plain composite (pad, then
+VALID ``F.convNd``). The ghost weights come from :mod:`diffconv.coefficients`.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
-from ..plan import AxisPlan, axis_plan
+from ._autograd import LeanConv
+from ._boundary import Geometry, geometry, out_view
 from ._validate import validate_conv_args
 from .padding import lagrange_pad, pad_axis
 
 __all__ = ["conv1d", "conv2d", "conv3d", "lagrange_pad"]
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
-def _boundary_mask(plans: Sequence[AxisPlan], device: torch.device) -> torch.Tensor:
-    """Bool tensor of output spatial shape: True where the window reaches a ghost."""
-    nd = len(plans)
-    mask = torch.zeros((1,) * nd, dtype=torch.bool, device=device)
-    for a, p in enumerate(plans):
-        i = torch.arange(p.out_len, device=device)
-        shape = [1] * nd
-        shape[a] = p.out_len
-        mask = mask | ((i < p.n_low) | (i >= p.out_len - p.n_high)).reshape(shape)
-    return mask
+
+
+def composite(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    edge_weight: torch.Tensor | None,
+    edge_bias: torch.Tensor | None,
+    *,
+    geo: Geometry,
+    groups: int,
+    special: bool,
+    boundary_input_grad: bool,
+) -> torch.Tensor:
+    """The fast form from plain differentiable ops: ghost padding, then a VALID convolution.
+
+    Used under ``torch.compile``, for higher-order gradients, and where the lean path does not
+    apply. Edge kernel / switch: the boundary output blocks are recomputed from views of the
+    padded input and written over the plain result.
+    """
+    nd = x.dim() - 2
+    padded = x
+    for a in reversed(range(nd)):
+        p = geo.plans[a]
+        padded = pad_axis(padded, 2 + a, p.kernel_size, p.dilation, p.before, p.after)
+    conv = _CONV[nd]
+    y = conv(padded, weight, bias, geo.strides, 0, geo.dilations, groups)
+    if special:
+        src = padded if boundary_input_grad else padded.detach()
+        w_e = weight if edge_weight is None else edge_weight
+        b_e = bias if edge_bias is None else edge_bias
+        for region in geo.edge_regions:
+            box = src
+            for a, (r, p) in enumerate(zip(region.ranges, geo.plans)):
+                box = box.narrow(2 + a, r.lo + p.before, r.hi - r.lo + 1)
+            out_view(y, region).copy_(conv(box, w_e, b_e, geo.strides, 0, geo.dilations, groups))
+    return y
+
+
+def _autocast_inputs(device_type: str, *tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
+    """Cast floating inputs to the autocast dtype, as autocast would for a convolution (float64 stays)."""
+    dtype = torch.get_autocast_dtype(device_type)
+    return [t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() and t.dtype != torch.float64 else t
+            for t in tensors]
 
 
 def _conv_nd(
@@ -42,28 +81,28 @@ def _conv_nd(
     edge_bias: torch.Tensor | None,
     boundary_input_grad: bool,
 ) -> torch.Tensor:
+    device_type = input.device.type if isinstance(input, torch.Tensor) else None
+    if device_type is not None and torch.is_autocast_enabled(device_type):
+        # Decide the dtype once, as autocast would for a convolution, then run with autocast off
+        # so that the ghosts are computed in >= float32 and the saved tensors keep one dtype.
+        input, weight, bias, edge_weight, edge_bias = _autocast_inputs(device_type, input, weight, bias, edge_weight, edge_bias)
+        with torch.autocast(device_type, enabled=False):
+            return _conv_nd(nd, input, weight, bias, stride, dilation, groups, edge_weight, edge_bias, boundary_input_grad)
     strides, dils = validate_conv_args(
         nd, input, weight, bias, edge_weight, edge_bias, stride, dilation, groups, boundary_input_grad
     )
     unbatched = input.dim() == nd + 1
     x = input.unsqueeze(0) if unbatched else input
     ks = tuple(weight.shape[2:])
-    plans = [axis_plan(x.shape[2 + a], ks[a], dils[a], strides[a], axis=a) for a in range(nd)]
-
-    padded = x
-    for a in reversed(range(nd)):
-        p = plans[a]
-        padded = pad_axis(padded, 2 + a, p.kernel_size, p.dilation, p.before, p.after)
-    conv = _CONV[nd]
-    out = conv(padded, weight, bias, strides, 0, dils, groups)
-
-    special = edge_weight is not None or edge_bias is not None or not boundary_input_grad
-    if special and any(p.n_low or p.n_high for p in plans):
-        w_edge = weight if edge_weight is None else edge_weight
-        b_edge = bias if edge_bias is None else edge_bias
-        src = padded if boundary_input_grad else padded.detach()
-        out_edge = conv(src, w_edge, b_edge, strides, 0, dils, groups)
-        out = torch.where(_boundary_mask(plans, x.device), out_edge, out)
+    lengths = tuple(x.shape[2:])
+    compiling = torch.compiler.is_compiling()
+    geo = (geometry.__wrapped__ if compiling else geometry)(lengths, ks, strides, dils)
+    special = (edge_weight is not None or edge_bias is not None or not boundary_input_grad) and bool(geo.edge_regions)
+    run = functools.partial(composite, geo=geo, groups=groups, special=special, boundary_input_grad=boundary_input_grad)
+    if compiling or not geo.lean:
+        out = run(x, weight, bias, edge_weight, edge_bias)
+    else:
+        out = LeanConv.apply(x, weight, bias, edge_weight, edge_bias, geo, groups, special, boundary_input_grad, run)
     return out.squeeze(0) if unbatched else out
 
 

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from .._checks import as_tuple
 from . import functional as DF
 
 __all__ = ["DiffConv1d", "DiffConv2d", "DiffConv3d"]
@@ -15,20 +16,39 @@ __all__ = ["DiffConv1d", "DiffConv2d", "DiffConv3d"]
 class _DiffConvMixin:
     """Shared behaviour of the DiffConvNd modules (the conv class supplies ``weight``/``bias``).
 
-    ``edge_kernel=True`` adds ``edge_weight``/``edge_bias`` (initialised as copies of
-    ``weight``/``bias``), used by every output whose window reaches past the data.
-    ``boundary_input_grad=False`` stops those outputs' gradient to the input.
+    The constructor is ``nn.ConvNd``'s without ``padding``/``padding_mode``, plus
+    ``edge_kernel=True``, which adds ``edge_weight``/``edge_bias`` (initialised as copies of
+    ``weight``/``bias``) used by every output whose window reaches past the data, and
+    ``boundary_input_grad=False``, which stops those outputs' gradient to the input.
     """
 
     _nd: int
     weight: nn.Parameter
     bias: nn.Parameter | None
 
-    def _init_diff(self, edge_kernel: bool, boundary_input_grad: bool) -> None:
-        if not isinstance(edge_kernel, bool):
-            raise TypeError(f"edge_kernel must be a bool, got {edge_kernel!r}")
-        if not isinstance(boundary_input_grad, bool):
-            raise TypeError(f"boundary_input_grad must be a bool, got {boundary_input_grad!r}")
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | Sequence[int],
+        stride: int | Sequence[int] = 1,
+        dilation: int | Sequence[int] = 1,
+        groups: int = 1,
+        bias: bool = True,
+        device: Any = None,
+        dtype: Any = None,
+        *,
+        edge_kernel: bool = False,
+        boundary_input_grad: bool = True,
+    ) -> None:
+        for name, value in (("kernel_size", kernel_size), ("stride", stride), ("dilation", dilation)):
+            as_tuple(name, value, self._nd)
+        for name, flag in (("edge_kernel", edge_kernel), ("boundary_input_grad", boundary_input_grad)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool, got {flag!r}")
+        super().__init__(  # type: ignore[call-arg]
+            in_channels, out_channels, kernel_size, stride, 0, dilation, groups, bias, "zeros", device, dtype
+        )
         self.edge_kernel = edge_kernel
         self.boundary_input_grad = boundary_input_grad
         if edge_kernel:
@@ -75,71 +95,17 @@ class DiffConv1d(_DiffConvMixin, nn.Conv1d):
 
     _nd = 1
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int | Sequence[int],
-        stride: int | Sequence[int] = 1,
-        dilation: int | Sequence[int] = 1,
-        groups: int = 1,
-        bias: bool = True,
-        device: Any = None,
-        dtype: Any = None,
-        *,
-        edge_kernel: bool = False,
-        boundary_input_grad: bool = True,
-    ) -> None:
-        nn.Conv1d.__init__(self, in_channels, out_channels, kernel_size, stride, 0, dilation, groups, bias, "zeros", device, dtype)
-        self._init_diff(edge_kernel, boundary_input_grad)
-
 
 class DiffConv2d(_DiffConvMixin, nn.Conv2d):
     """Drop-in for ``nn.Conv2d(..., padding='same')``. Input ``(N, C, H, W)``, output ``(N, O, ceil(H/s), ceil(W/s))``."""
 
     _nd = 2
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int | Sequence[int],
-        stride: int | Sequence[int] = 1,
-        dilation: int | Sequence[int] = 1,
-        groups: int = 1,
-        bias: bool = True,
-        device: Any = None,
-        dtype: Any = None,
-        *,
-        edge_kernel: bool = False,
-        boundary_input_grad: bool = True,
-    ) -> None:
-        nn.Conv2d.__init__(self, in_channels, out_channels, kernel_size, stride, 0, dilation, groups, bias, "zeros", device, dtype)
-        self._init_diff(edge_kernel, boundary_input_grad)
-
 
 class DiffConv3d(_DiffConvMixin, nn.Conv3d):
-    """Drop-in for ``nn.Conv3d(..., padding='same')``. Input ``(N, C, D, H, W)``."""
+    """Drop-in for ``nn.Conv3d(..., padding='same')``. Input ``(N, C, D, H, W)``, output ``(N, O, *ceil(L/s))``."""
 
     _nd = 3
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int | Sequence[int],
-        stride: int | Sequence[int] = 1,
-        dilation: int | Sequence[int] = 1,
-        groups: int = 1,
-        bias: bool = True,
-        device: Any = None,
-        dtype: Any = None,
-        *,
-        edge_kernel: bool = False,
-        boundary_input_grad: bool = True,
-    ) -> None:
-        nn.Conv3d.__init__(self, in_channels, out_channels, kernel_size, stride, 0, dilation, groups, bias, "zeros", device, dtype)
-        self._init_diff(edge_kernel, boundary_input_grad)
 
 
 _FUNCTIONAL = {1: DF.conv1d, 2: DF.conv2d, 3: DF.conv3d}

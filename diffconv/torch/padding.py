@@ -1,19 +1,30 @@
-"""Lagrange ghost padding for torch tensors (the fast form's only extra work)."""
+"""Lagrange ghost padding for torch tensors."""
 
 from __future__ import annotations
 
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 
 from .._checks import as_tuple, check_float_dtype
 from ..coefficients import min_length
-from ._coeffs import ghost_tensors
+from ._coeffs import ghost_tensors, work_dtype
 from ._validate import dtype_name
 
-__all__ = ["lagrange_pad", "pad_axis"]
+__all__ = ["contract", "lagrange_pad", "pad_axis"]
 
-_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+def contract(src: torch.Tensor, rows: torch.Tensor, dim: int, out_dtype: torch.dtype) -> torch.Tensor:
+    """``rows @ src`` along ``dim``: ``src`` has ``rows.shape[1]`` entries there, the result
+    ``rows.shape[0]``. Computed in ``rows.dtype`` (>= float32), returned as ``out_dtype``."""
+    if torch.is_autocast_enabled(src.device.type):
+        # Autocast would run this matmul in bfloat16/float16.
+        with torch.autocast(src.device.type, enabled=False):
+            return contract(src, rows, dim, out_dtype)
+    last = dim in (-1, src.dim() - 1)
+    out = F.linear((src if last else src.movedim(dim, -1)).to(rows.dtype), rows)
+    return (out if last else out.movedim(-1, dim)).to(out_dtype)
 
 
 def pad_axis(x: torch.Tensor, dim: int, kernel_size: int, dilation: int, before: int, after: int) -> torch.Tensor:
@@ -21,17 +32,15 @@ def pad_axis(x: torch.Tensor, dim: int, kernel_size: int, dilation: int, before:
     if before == 0 and after == 0:
         return x
     length = x.shape[dim]
-    work = torch.float32 if x.dtype in _LOW_PRECISION else x.dtype
-    low_w, high_w = ghost_tensors(kernel_size, dilation, before, after, x.device, work)
-    span = low_w.shape[1] if before else high_w.shape[1]
-    xm = x.movedim(dim, -1)
+    low_w, high_w = ghost_tensors(kernel_size, dilation, before, after, x.device, work_dtype(x.dtype))
+    span = kernel_size * dilation
     parts = []
     if before:
-        parts.append((xm[..., :span].to(work) @ low_w.T).to(x.dtype))
-    parts.append(xm)
+        parts.append(contract(x.narrow(dim, 0, span), low_w, dim, x.dtype))
+    parts.append(x)
     if after:
-        parts.append((xm[..., length - span:].to(work) @ high_w.T).to(x.dtype))
-    return torch.cat(parts, dim=-1).movedim(-1, dim)
+        parts.append(contract(x.narrow(dim, length - span, span), high_w, dim, x.dtype))
+    return torch.cat(parts, dim=dim)
 
 
 def lagrange_pad(
@@ -62,7 +71,8 @@ def lagrange_pad(
         ks = tuple((pad[2 * i] + pad[2 * i + 1]) // dils[i] + 1 for i in range(n))
     else:
         ks = as_tuple("kernel_size", kernel_size, n)
-    out = input
+    # Low precision: pad in float32 throughout, so corner ghosts are rounded once, at the end.
+    out = input.to(work_dtype(input.dtype))
     for i in range(n):
         dim = input.dim() - 1 - i
         lo, hi = pad[2 * i], pad[2 * i + 1]
@@ -77,4 +87,4 @@ def lagrange_pad(
                 f"needs at least {need} samples to extrapolate its border"
             )
         out = pad_axis(out, dim, ks[i], dils[i], lo, hi)
-    return out
+    return out.to(input.dtype)

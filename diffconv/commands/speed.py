@@ -1,0 +1,452 @@
+"""``diffconv speed``: time and peak memory of DiffConv vs zero ``'same'`` padding, same process.
+
+For each framework, model (``stack``: four size-keeping convolutions with ReLU between;
+``unet``: a small 3->3 UNet with tanh, MSE loss and an Adam step) and kernel size, the two
+variants run alternately on identical weights and data; the report gives medians and the
+ratios DiffConv / zero padding.
+
+Peak memory: on CUDA ``torch.cuda.max_memory_allocated``; on CPU the profiler's allocation
+and free events of one training step, accumulated in time order (peak of live bytes allocated
+during the step; parameters and inputs allocated before it are not counted). JAX: the
+compiled train step's ``memory_analysis()`` (temporaries + arguments + outputs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+RESULT_KEYS = (
+    "framework", "model", "kernel_size", "device", "dtype", "batch", "size", "channels", "repeats",
+    "time_zero_s", "time_diff_s", "time_ratio", "memory_zero_bytes", "memory_diff_bytes", "memory_ratio",
+    "memory_method",
+)
+
+
+@dataclass
+class Result:
+    """One row of the report; times are medians over ``repeats`` steps."""
+
+    framework: str
+    model: str
+    kernel_size: int
+    device: str
+    dtype: str
+    batch: int
+    size: int
+    channels: int
+    repeats: int
+    time_zero_s: float
+    time_diff_s: float
+    time_ratio: float
+    memory_zero_bytes: int
+    memory_diff_bytes: int
+    memory_ratio: float
+    memory_method: str
+    time_zero_all_s: list[float] = field(default_factory=list)
+    time_diff_all_s: list[float] = field(default_factory=list)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--framework", nargs="+", choices=["torch", "jax"], default=["torch", "jax"],
+                        help="frameworks to measure (jax is skipped when diffconv.jax is missing)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    parser.add_argument("--batch", type=int, default=None, help="batch size (stack 8, unet 4)")
+    parser.add_argument("--size", type=int, default=96, help="image side in pixels (default 96)")
+    parser.add_argument("--channels", type=int, default=32,
+                        help="stack width and UNet's first-level features (default 32)")
+    parser.add_argument("--kernel-sizes", type=int, nargs="+", default=[3, 5])
+    parser.add_argument("--models", nargs="+", choices=["stack", "unet"], default=["stack", "unet"])
+    parser.add_argument("--repeats", type=int, default=10, help="timed steps per variant (default 10)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per variant first (default 2)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default: torch's choice, one per core)")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time with the process CPU clock instead of the wall clock (torch on CPU; steadier "
+                             "on a shared machine, but counts every thread's time)")
+    parser.add_argument("--json", type=str, default=None, metavar="PATH", help="write the results as JSON")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny shapes and 2 repeats: checks that everything runs, numbers mean little")
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    s = {
+        "batch": args.batch, "size": args.size, "channels": args.channels, "kernel_sizes": list(args.kernel_sizes),
+        "repeats": args.repeats, "warmup": args.warmup,
+    }
+    if args.quick:
+        k_max = max(list(args.kernel_sizes)[:1] or [1])
+        s.update(batch=args.batch or 1, size=max(min(args.size, 16), 4 * k_max), channels=min(args.channels, 4),
+                 kernel_sizes=list(args.kernel_sizes)[:1], repeats=min(args.repeats, 2), warmup=0)
+    for name in ("size", "channels", "repeats"):
+        if s[name] < 1:
+            raise ValueError(f"--{name} must be >= 1, got {s[name]}")
+    if s["batch"] is not None and s["batch"] < 1:
+        raise ValueError(f"--batch must be >= 1, got {s['batch']}")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    if s["warmup"] < 0:
+        raise ValueError(f"--warmup must be >= 0, got {s['warmup']}")
+    for k in s["kernel_sizes"]:
+        if k < 1:
+            raise ValueError(f"--kernel-sizes must be >= 1, got {k}")
+    if s["size"] % 4:
+        raise ValueError(f"--size must be a multiple of 4 (the UNet halves it twice), got {s['size']}")
+    if "unet" in args.models and s["size"] // 4 < max(s["kernel_sizes"]):
+        raise ValueError(
+            f"--size {s['size']} is too small for the unet with kernel size {max(s['kernel_sizes'])}: its "
+            f"innermost level (size/4) must be at least the kernel size"
+        )
+    return s
+
+
+def _default_batch(model: str) -> int:
+    return 8 if model == "stack" else 4
+
+
+# ----------------------------------------------------------------------------------------- torch
+
+
+def _torch_models():
+    import torch
+    from torch import nn
+
+    class Stack(nn.Module):
+        """Four ``conv(k)`` layers of constant width, ReLU between; input ``(N, C, S, S)``."""
+
+        def __init__(self, conv: Callable[..., nn.Module], channels: int, k: int) -> None:
+            super().__init__()
+            self.convs = nn.ModuleList(conv(channels, channels, k) for _ in range(4))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            for i, c in enumerate(self.convs):
+                x = c(x) if i == len(self.convs) - 1 else torch.relu(c(x))
+            return x
+
+    class UNet(nn.Module):
+        """3->3 UNet, three levels (features f, 2f, 4f), two tanh convs per block, max-pool down,
+        transposed-conv up, skip concatenation, 1x1 output head. Input ``(N, 3, S, S)``, S % 4 == 0."""
+
+        def __init__(self, conv: Callable[..., nn.Module], f: int, k: int) -> None:
+            super().__init__()
+
+            def block(cin: int, cout: int) -> nn.Module:
+                return nn.Sequential(conv(cin, cout, k), nn.Tanh(), conv(cout, cout, k), nn.Tanh())
+
+            self.enc0, self.enc1, self.mid = block(3, f), block(f, 2 * f), block(2 * f, 4 * f)
+            self.up1, self.dec1 = nn.ConvTranspose2d(4 * f, 2 * f, 2, stride=2), block(4 * f, 2 * f)
+            self.up0, self.dec0 = nn.ConvTranspose2d(2 * f, f, 2, stride=2), block(2 * f, f)
+            self.head = nn.Conv2d(f, 3, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            e0 = self.enc0(x)
+            e1 = self.enc1(nn.functional.max_pool2d(e0, 2))
+            m = self.mid(nn.functional.max_pool2d(e1, 2))
+            d1 = self.dec1(torch.cat([self.up1(m), e1], 1))
+            d0 = self.dec0(torch.cat([self.up0(d1), e0], 1))
+            return self.head(d0)
+
+    return Stack, UNet
+
+
+def _torch_cpu_peak(step: Callable[[], None]) -> int:
+    """Peak of live bytes allocated during ``step`` (CPU), from the profiler's memory events."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        step()
+    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]
+    events.sort(key=lambda e: e.start_ns())
+    live = peak = 0
+    for e in events:
+        live += e.nbytes()
+        peak = max(peak, live)
+    return peak
+
+
+def _torch_cases(model: str, k: int, s: dict[str, Any], device: str, dtype_name: str):
+    """Yield ``(variant, step)`` for the zero-padded model and its DiffConv twin (same weights)."""
+    import torch
+    from torch import nn
+
+    from diffconv.torch import DiffConv2d
+
+    Stack, UNet = _torch_models()
+    dtype = getattr(torch, dtype_name)
+    batch = s["batch"] or _default_batch(model)
+    g = torch.Generator().manual_seed(0)
+
+    def zero_conv(cin: int, cout: int, k: int) -> nn.Module:
+        return nn.Conv2d(cin, cout, k, padding="same")
+
+    def diff_conv(cin: int, cout: int, k: int) -> nn.Module:
+        return DiffConv2d(cin, cout, k)
+
+    cin = s["channels"] if model == "stack" else 3
+    x = torch.randn(batch, cin, s["size"], s["size"], generator=g).to(device, dtype)
+    target = torch.randn(batch, cin if model == "stack" else 3, s["size"], s["size"], generator=g).to(device, dtype)
+    torch.manual_seed(0)
+    build = (lambda conv: Stack(conv, s["channels"], k)) if model == "stack" else (lambda conv: UNet(conv, s["channels"], k))
+    zero = build(zero_conv).to(device, dtype)
+    diff = build(diff_conv).to(device, dtype)
+    diff.load_state_dict(zero.state_dict())
+
+    def make_step(net: nn.Module) -> Callable[[], None]:
+        opt = torch.optim.Adam(net.parameters(), lr=1e-4) if model == "unet" else None
+
+        def step() -> None:
+            for p in net.parameters():
+                p.grad = None
+            loss = nn.functional.mse_loss(net(x), target)
+            loss.backward()
+            if opt is not None:
+                opt.step()
+
+        return step
+
+    return [("zero", make_step(zero)), ("diff", make_step(diff))]
+
+
+def _run_torch(model: str, k: int, s: dict[str, Any], device: str, dtype_name: str, bar) -> Result:
+    import torch
+
+    clock = time.process_time if s.get("cpu_time") and device == "cpu" else time.perf_counter
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for, but torch.cuda.is_available() is False")
+    cases = _torch_cases(model, k, s, device, dtype_name)
+
+    def sync() -> None:
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    for _ in range(s["warmup"]):
+        for _, step in cases:
+            step()
+    sync()
+    times: dict[str, list[float]] = {name: [] for name, _ in cases}
+    for _ in range(s["repeats"]):
+        for name, step in cases:
+            sync()
+            t0 = clock()
+            step()
+            sync()
+            times[name].append(clock() - t0)
+        bar.update(1)
+    memory = {}
+    for name, step in cases:
+        if device == "cuda":
+            torch.cuda.empty_cache()
+            base = torch.cuda.memory_allocated()
+            torch.cuda.reset_peak_memory_stats()
+            step()
+            sync()
+            memory[name] = torch.cuda.max_memory_allocated() - base
+        else:
+            memory[name] = _torch_cpu_peak(step)
+    method = "torch.cuda.max_memory_allocated" if device == "cuda" else "torch.profiler allocation events"
+    return _result("torch", model, k, device, dtype_name, s, times, memory, method)
+
+
+# ------------------------------------------------------------------------------------------- jax
+
+
+def _jax_available() -> bool:
+    try:
+        import diffconv.jax.linen  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _jax_models():
+    import flax.linen as nn
+    import jax.numpy as jnp
+
+    class Stack(nn.Module):
+        conv: Callable[..., nn.Module]
+        channels: int
+        k: int
+
+        @nn.compact
+        def __call__(self, x):
+            for i in range(4):
+                x = self.conv(self.channels, (self.k, self.k), name=f"conv{i}")(x)
+                x = x if i == 3 else nn.relu(x)
+            return x
+
+    class UNet(nn.Module):
+        conv: Callable[..., nn.Module]
+        channels: int
+        k: int
+
+        def block(self, x, f, name):
+            # Explicit names: the zero-padded and the DiffConv model share one parameter tree.
+            for i in range(2):
+                x = jnp.tanh(self.conv(f, (self.k, self.k), name=f"{name}_{i}")(x))
+            return x
+
+        @nn.compact
+        def __call__(self, x):
+            f = self.channels
+            e0 = self.block(x, f, "enc0")
+            e1 = self.block(nn.max_pool(e0, (2, 2), (2, 2)), 2 * f, "enc1")
+            m = self.block(nn.max_pool(e1, (2, 2), (2, 2)), 4 * f, "mid")
+            d1 = self.block(jnp.concatenate([nn.ConvTranspose(2 * f, (2, 2), (2, 2), name="up1")(m), e1], -1), 2 * f, "dec1")
+            d0 = self.block(jnp.concatenate([nn.ConvTranspose(f, (2, 2), (2, 2), name="up0")(d1), e0], -1), f, "dec0")
+            return nn.Conv(3, (1, 1), name="head")(d0)
+
+    return Stack, UNet
+
+
+def _jax_memory(compiled) -> int:
+    ma = compiled.memory_analysis()
+    if ma is None:
+        return 0
+    return int(ma.temp_size_in_bytes + ma.argument_size_in_bytes + ma.output_size_in_bytes - ma.alias_size_in_bytes)
+
+
+def _run_jax(model: str, k: int, s: dict[str, Any], device: str, dtype_name: str, bar) -> Result:
+    import functools
+
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    from diffconv.jax.linen import DiffConv
+
+    platform_name = "gpu" if device == "cuda" else "cpu"
+    dev = jax.devices(platform_name)[0]
+    dtype = getattr(jnp, dtype_name)
+    Stack, UNet = _jax_models()
+    batch = s["batch"] or _default_batch(model)
+    cin = s["channels"] if model == "stack" else 3
+    kx, kt, kp = jax.random.split(jax.random.PRNGKey(0), 3)
+    x = jax.device_put(jax.random.normal(kx, (batch, s["size"], s["size"], cin), dtype), dev)
+    target = jax.device_put(jax.random.normal(kt, x.shape[:-1] + (cin if model == "stack" else 3,), dtype), dev)
+    zero_conv = functools.partial(nn.Conv, padding="SAME", dtype=dtype, param_dtype=dtype)
+    diff_conv = functools.partial(DiffConv, dtype=dtype, param_dtype=dtype)
+    cls = Stack if model == "stack" else UNet
+    nets = {"zero": cls(zero_conv, s["channels"], k), "diff": cls(diff_conv, s["channels"], k)}
+    params = jax.device_put(nets["zero"].init(kp, x), dev)   # one parameter tree, shared by both
+    opt = optax.adam(1e-4)
+
+    cases = []
+    for name, net in nets.items():
+        def loss_fn(p, net=net):
+            return jnp.mean((net.apply(p, x) - target) ** 2)
+
+        if model == "unet":
+            def train(p, o, loss_fn=loss_fn):
+                loss, grads = jax.value_and_grad(loss_fn)(p)
+                updates, o = opt.update(grads, o, p)
+                return optax.apply_updates(p, updates), o, loss
+        else:
+            def train(p, o, loss_fn=loss_fn):
+                loss, grads = jax.value_and_grad(loss_fn)(p)
+                return grads, o, loss
+
+        state = (params, opt.init(params))
+        compiled = jax.jit(train).lower(*state).compile()
+        cases.append((name, compiled, state))
+
+    def run_once(compiled, state):
+        jax.block_until_ready(compiled(*state))
+
+    for _ in range(s["warmup"]):
+        for _, compiled, state in cases:
+            run_once(compiled, state)
+    times: dict[str, list[float]] = {name: [] for name, _, _ in cases}
+    for _ in range(s["repeats"]):
+        for name, compiled, state in cases:
+            t0 = time.perf_counter()
+            run_once(compiled, state)
+            times[name].append(time.perf_counter() - t0)
+        bar.update(1)
+    memory = {name: _jax_memory(compiled) for name, compiled, _ in cases}
+    return _result("jax", model, k, device, dtype_name, s, times, memory, "XLA compiled memory_analysis")
+
+
+# ------------------------------------------------------------------------------------- reporting
+
+
+def _result(framework: str, model: str, k: int, device: str, dtype_name: str, s: dict[str, Any],
+            times: dict[str, list[float]], memory: dict[str, int], method: str) -> Result:
+    tz, td = statistics.median(times["zero"]), statistics.median(times["diff"])
+    mz, md = memory["zero"], memory["diff"]
+    return Result(
+        framework=framework, model=model, kernel_size=k, device=device, dtype=dtype_name,
+        batch=s["batch"] or _default_batch(model), size=s["size"], channels=s["channels"], repeats=s["repeats"],
+        time_zero_s=tz, time_diff_s=td, time_ratio=td / tz,
+        memory_zero_bytes=int(mz), memory_diff_bytes=int(md), memory_ratio=(md / mz) if mz else math.nan,
+        memory_method=method, time_zero_all_s=times["zero"], time_diff_all_s=times["diff"],
+    )
+
+
+def _table(results: list[Result]) -> str:
+    head = f"{'framework':9s} {'model':5s} {'k':>2s} {'zero ms':>9s} {'diff ms':>9s} {'time x':>7s} {'zero MB':>9s} {'diff MB':>9s} {'mem x':>6s}"
+    lines = [head, "-" * len(head)]
+    for r in results:
+        lines.append(
+            f"{r.framework:9s} {r.model:5s} {r.kernel_size:2d} {1e3 * r.time_zero_s:9.1f} {1e3 * r.time_diff_s:9.1f} "
+            f"{r.time_ratio:7.3f} {r.memory_zero_bytes / 2**20:9.1f} {r.memory_diff_bytes / 2**20:9.1f} {r.memory_ratio:6.3f}"
+        )
+    return "\n".join(lines)
+
+
+def _machine() -> dict[str, Any]:
+    import os
+
+    info = {"platform": platform.platform(), "processor": platform.processor(), "cpu_count": os.cpu_count(),
+            "python": platform.python_version()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    info["cpu_model"] = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return info
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    s = _settings(args)
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    s["threads"] = args.threads
+    s["cpu_time"] = bool(args.cpu_time)
+    frameworks = list(dict.fromkeys(args.framework))
+    if "jax" in frameworks and not _jax_available():
+        print("diffconv.jax is not importable: skipping the jax measurements")
+        frameworks.remove("jax")
+    runners = {"torch": _run_torch, "jax": _run_jax}
+    jobs = [(fw, m, k) for fw in frameworks for m in args.models for k in s["kernel_sizes"]]
+    results: list[Result] = []
+    versions: dict[str, str] = {}
+    with tqdm(total=len(jobs) * s["repeats"], desc="speed", unit="step") as bar:
+        for fw, m, k in jobs:
+            bar.set_postfix_str(f"{fw} {m} k={k}")
+            results.append(runners[fw](m, k, s, args.device, args.dtype, bar))
+            versions[fw] = __import__(fw).__version__
+    print(_table(results))
+    if args.json:
+        payload = {
+            "machine": _machine(), "versions": versions, "settings": s, "device": args.device, "dtype": args.dtype,
+            "result_keys": list(RESULT_KEYS), "results": [asdict(r) for r in results],
+        }
+        with open(args.json, "w") as f:
+            json.dump(payload, f, indent=2)
+        print(f"wrote {args.json}")
+    return 0

@@ -1,0 +1,232 @@
+"""Padding-free convolution for JAX (channels-last ``(N, *L, C)``, kernels ``(*k, C/groups, O)``).
+
+The bulk of the output is one zero-padded ``lax.conv_general_dilated``; the outputs whose window
+reaches past the data (thin boxes along each border, from :func:`diffconv.plan.axis_plan`) get
+the ghosts' contribution added, computed from the few samples nearest each edge. With an edge
+kernel or the boundary gradient switch those boxes are recomputed instead, so neither needs a
+second full-size convolution.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from .._checks import as_tuple, check_float_dtype
+from ..coefficients import min_length
+from ..plan import AxisPlan, axis_plan
+from ._ghosts import padded_window, work_dtype
+from ._validate import check_array, validate_conv_args
+
+__all__ = ["conv", "lagrange_pad"]
+
+_DIMENSION_NUMBERS = {
+    1: ("NWC", "WIO", "NWC"),
+    2: ("NHWC", "HWIO", "NHWC"),
+    3: ("NDHWC", "DHWIO", "NDHWC"),
+}
+
+
+def _extent(p: AxisPlan) -> int:
+    return (p.kernel_size - 1) * p.dilation + 1
+
+
+def _boundary_boxes(plans: Sequence[AxisPlan]) -> list[tuple[int, tuple[tuple[int, int], ...]]]:
+    """Disjoint output boxes ``(a, ((lo, hi) per axis))`` covering every output whose window
+    reaches a ghost. Box for axis ``a``: its low or high boundary outputs on axis ``a``, the
+    interior on the axes before ``a`` (covered there already) and everything on the axes after.
+    """
+    boxes = []
+    for a, p in enumerate(plans):
+        for lo, hi in ((0, p.n_low), (p.out_len - p.n_high, p.out_len)):
+            box = tuple(
+                (lo, hi) if b == a else (q.interior if b < a else (0, q.out_len)) for b, q in enumerate(plans)
+            )
+            if all(h > l for l, h in box):
+                boxes.append((a, box))
+    return boxes
+
+
+def _box_input(
+    x: jax.Array, plans: Sequence[AxisPlan], a: int, box: tuple[tuple[int, int], ...], ghosts_only: bool
+) -> jax.Array:
+    """The ghost-padded input that the outputs in ``box`` read (VALID-conv ready).
+
+    Reads only the samples of ``x`` it needs, so its gradient stays near the edges. With
+    ``ghosts_only`` the data samples are zeroed: the zero-padded convolution already has them.
+    """
+    nd = len(plans)
+    # Corners extrapolate already extrapolated samples: keep them in >= float32 until the end.
+    slab, outside = x.astype(work_dtype(x.dtype)), []
+    for b in [a] + [c for c in range(nd) if c != a]:      # the thin axis first: less work after it
+        p, (lo, hi), axis = plans[b], box[b], 1 + b
+        start, stop = lo * p.stride, (hi - 1) * p.stride + _extent(p)
+        length, span = p.length, min_length(p.kernel_size, p.dilation)
+        if start < p.before and stop <= p.before + length:        # low ghosts only: leading samples
+            m = min(length, max(span, stop - p.before))
+            edge = lax.slice_in_dim(slab, 0, m, axis=axis)
+            slab = padded_window(edge, axis, p.kernel_size, p.dilation, p.before, 0, start, stop)
+        elif start >= p.before and stop > p.before + length:      # high ghosts only: trailing samples
+            m = min(length, max(span, length + p.before - start))
+            edge = lax.slice_in_dim(slab, length - m, length, axis=axis)
+            offset = p.before + length - m
+            slab = padded_window(edge, axis, p.kernel_size, p.dilation, 0, p.after, start - offset, stop - offset)
+        else:
+            slab = padded_window(slab, axis, p.kernel_size, p.dilation, p.before, p.after, start, stop)
+        pos = np.arange(start, stop) - p.before
+        outside.append((b, (pos < 0) | (pos >= length)))
+    if ghosts_only:
+        mask = np.zeros(slab.shape[1:-1], dtype=bool)
+        for b, out_b in outside:
+            mask = mask | out_b.reshape([-1 if c == b else 1 for c in range(nd)])
+        slab = slab * jnp.asarray(mask[None, ..., None], dtype=slab.dtype)
+    return slab.astype(x.dtype)
+
+
+def conv(
+    x: jax.Array,
+    kernel: jax.Array,
+    bias: jax.Array | None = None,
+    *,
+    strides: int | Sequence[int] = 1,
+    dilation: int | Sequence[int] = 1,
+    feature_group_count: int = 1,
+    edge_kernel: jax.Array | None = None,
+    edge_bias: jax.Array | None = None,
+    boundary_input_grad: bool = True,
+    precision: Any = None,
+) -> jax.Array:
+    """Size-keeping padding-free convolution, 1-3 spatial dims (from the kernel's rank).
+
+    x: ``(N, *L, C)`` or unbatched ``(*L, C)``; kernel: ``(*k, C/groups, O)`` (Flax layout);
+    bias, edge_bias: ``(O,)``; edge_kernel: like ``kernel``. Returns ``(N, *ceil(L/strides), O)``.
+    Like ``padding='SAME'`` at stride 1 (ghost widths ``((e-1)//2, e//2)``, ``e`` the dilated
+    kernel extent), but the border sees Lagrange ghosts instead of zeros; stride ``s`` gives the
+    stride-1 result sampled every ``s``. Outputs whose window reaches a ghost use
+    ``edge_kernel``/``edge_bias`` when given and pass no gradient to ``x`` when
+    ``boundary_input_grad=False``.
+    """
+    nd, strides_t, dils = validate_conv_args(
+        x, kernel, bias, edge_kernel, edge_bias, strides, dilation, feature_group_count, boundary_input_grad, precision
+    )
+    for a in range(nd):            # a too short axis raises here, before tracing
+        axis_plan(x.shape[len(x.shape) - nd - 1 + a], kernel.shape[a], dils[a], strides_t[a], axis=a)
+    return _conv(
+        x, kernel, bias, edge_kernel, edge_bias, nd=nd, strides=strides_t, dils=dils,
+        groups=feature_group_count, boundary_input_grad=boundary_input_grad, precision=precision,
+    )
+
+
+# One compiled program per configuration also when called eagerly (e.g. by Flax's ``init``);
+# inside an outer jit/grad/vmap it is simply inlined.
+@functools.partial(jax.jit, static_argnames=("nd", "strides", "dils", "groups", "boundary_input_grad", "precision"))
+def _conv(
+    x: jax.Array,
+    kernel: jax.Array,
+    bias: jax.Array | None,
+    edge_kernel: jax.Array | None,
+    edge_bias: jax.Array | None,
+    *,
+    nd: int,
+    strides: tuple[int, ...],
+    dils: tuple[int, ...],
+    groups: int,
+    boundary_input_grad: bool,
+    precision: Any,
+) -> jax.Array:
+    x, kernel = jnp.asarray(x), jnp.asarray(kernel)
+    unbatched = x.ndim == nd + 1
+    if unbatched:
+        x = x[None]
+    ks = kernel.shape[:nd]
+    plans = [axis_plan(x.shape[1 + a], ks[a], dils[a], strides[a], axis=a) for a in range(nd)]
+
+    def run(lhs: jax.Array, rhs: jax.Array, padding: Any) -> jax.Array:
+        return lax.conv_general_dilated(
+            lhs, rhs, strides, padding, rhs_dilation=dils, dimension_numbers=_DIMENSION_NUMBERS[nd],
+            feature_group_count=groups, precision=precision,
+        )
+
+    # The zero-padded convolution is right everywhere except on the boundary boxes. (XLA:CPU runs
+    # a padded convolution several times faster than a VALID one on a ghost-padded copy.)
+    out = run(x, kernel, [(p.before, p.after) for p in plans])
+    if bias is not None:
+        out = out + jnp.asarray(bias)
+    special = edge_kernel is not None or edge_bias is not None or not boundary_input_grad
+    edge_k = kernel if edge_kernel is None else jnp.asarray(edge_kernel)
+    edge_b = bias if edge_bias is None else edge_bias
+    src = x if boundary_input_grad else lax.stop_gradient(x)
+    for a, box in _boundary_boxes(plans):
+        index = (slice(None), *(slice(lo, hi) for lo, hi in box))
+        if special:
+            # Replace: these outputs see only the ghost-padded input and the edge parameters.
+            strip = run(_box_input(src, plans, a, box, ghosts_only=False), edge_k, "VALID")
+            if edge_b is not None:
+                strip = strip + jnp.asarray(edge_b)
+            out = out.at[index].set(strip)
+        else:
+            # Add what the ghosts contribute (a scatter-add: its transpose leaves ``out``'s cotangent alone).
+            out = out.at[index].add(run(_box_input(x, plans, a, box, ghosts_only=True), kernel, "VALID"))
+    return out[0] if unbatched else out
+
+
+def _pad_pairs(pad_width: Any, ndim: int) -> list[tuple[int, int]]:
+    """``pad_width`` as in ``jnp.pad`` (int, ``(lo, hi)``, or one pair per axis) as ``ndim`` pairs."""
+    arr = np.asarray(pad_width, dtype=object)
+    flat = arr.reshape(-1)
+    if not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in flat):
+        raise TypeError(f"pad_width must contain ints, got {pad_width!r}")
+    if arr.shape not in ((), (1,), (2,), (1, 1), (1, 2), (ndim, 1), (ndim, 2)):
+        raise ValueError(
+            f"pad_width must be an int, a (before, after) pair or {ndim} such pairs (one per axis of x), "
+            f"got {pad_width!r}"
+        )
+    pairs = np.broadcast_to(arr.astype(np.int64).reshape(arr.shape if arr.ndim == 2 else (1, -1)), (ndim, 2))
+    if (pairs < 0).any():
+        raise ValueError(f"pad_width must contain ints >= 0, got {pad_width!r}")
+    return [(int(lo), int(hi)) for lo, hi in pairs]
+
+
+def lagrange_pad(
+    x: jax.Array,
+    pad_width: Any,
+    *,
+    kernel_size: int | Sequence[int] | None = None,
+    dilation: int | Sequence[int] = 1,
+) -> jax.Array:
+    """Pad ``x`` with polynomial-extrapolated ghosts; ``pad_width`` as in :func:`jax.numpy.pad`.
+
+    Along each padded axis the ghosts follow the degree-``k-1`` polynomial through the ``k``
+    samples nearest each edge on the ghost's dilation lattice; ``kernel_size`` (int or one per
+    axis of ``x``) defaults to ``(before + after) // dilation + 1``, the kernel this padding makes
+    size-keeping. Axes padded ``(0, 0)`` are left alone; corners are the tensor product.
+    """
+    check_array("x", x)
+    check_float_dtype("x", str(x.dtype))
+    x = jnp.asarray(x)
+    dtype = x.dtype
+    x = x.astype(work_dtype(dtype))
+    pairs = _pad_pairs(pad_width, x.ndim)
+    dils = as_tuple("dilation", dilation, x.ndim)
+    if kernel_size is None:
+        ks = tuple((lo + hi) // d + 1 for (lo, hi), d in zip(pairs, dils))
+    else:
+        ks = as_tuple("kernel_size", kernel_size, x.ndim)
+    for axis, ((lo, hi), k, d) in enumerate(zip(pairs, ks, dils)):
+        if lo == 0 and hi == 0:
+            continue
+        if k == 1:
+            raise ValueError(f"pad_width ({lo}, {hi}) on axis {axis} needs kernel_size >= 2 to extrapolate, got 1")
+        need = min_length(k, d)
+        if x.shape[axis] < need:
+            raise ValueError(
+                f"axis {axis} of x has length {x.shape[axis]}, but kernel_size={k} with dilation={d} needs at "
+                f"least {need} samples to extrapolate its border"
+            )
+        x = padded_window(x, axis, k, d, lo, hi, 0, lo + x.shape[axis] + hi)
+    return x.astype(dtype)

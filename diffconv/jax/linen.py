@@ -1,0 +1,96 @@
+"""``flax.linen`` layer: :class:`DiffConv`, a drop-in for ``nn.Conv(padding='SAME')``."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+from flax.linen import module as _module
+from flax.linen.dtypes import promote_dtype
+from flax.linen.linear import default_kernel_init
+
+from . import functional as F
+from ._layer import kernel_size_tuple, per_axis
+
+__all__ = ["DiffConv"]
+
+
+class DiffConv(nn.Module):
+    """Size-keeping convolution whose border sees Lagrange ghosts instead of zeros.
+
+    The ``flax.linen.Conv`` attributes minus ``padding``/``input_dilation``/``mask``, with the same
+    defaults and parameter names (``kernel`` ``(*kernel_size, in/groups, features)``, ``bias``
+    ``(features,)``), so ``nn.Conv`` parameters load unchanged. ``edge_kernel=True`` adds
+    ``edge_kernel``/``edge_bias`` parameters (initialised as copies of ``kernel``/``bias``) used by
+    the outputs whose window reaches past the data; ``boundary_input_grad=False`` stops those
+    outputs' gradient to the input. Input ``(*batch, *L, C)``, output ``(*batch, *ceil(L/s), features)``.
+    """
+
+    features: int
+    kernel_size: int | Sequence[int]
+    strides: None | int | Sequence[int] = 1
+    kernel_dilation: None | int | Sequence[int] = 1
+    feature_group_count: int = 1
+    use_bias: bool = True
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    precision: Any = None
+    kernel_init: Any = default_kernel_init
+    bias_init: Any = nn.initializers.zeros_init()
+    promote_dtype: Any = promote_dtype
+    edge_kernel: bool = False
+    boundary_input_grad: bool = True
+
+    def __post_init__(self) -> None:
+        # Auto-name like nn.Conv ("Conv_0", "Conv_1", ... sharing its counter), so that swapping
+        # nn.Conv for DiffConv in a compact module keeps the parameter tree.
+        parent = self.parent
+        if parent is _module._unspecified_parent:
+            parent = _module._context.module_stack[-1]
+        if self.name is None and isinstance(parent, nn.Module) and not parent._state.in_setup \
+                and parent._initialization_allowed:
+            cursor = parent._state.autoname_cursor.get("Conv", 0)
+            object.__setattr__(self, "name", f"Conv_{cursor}")
+            parent._state.autoname_cursor["Conv"] = cursor + 1
+        super().__post_init__()
+
+    @nn.compact
+    def __call__(self, inputs: jax.Array) -> jax.Array:
+        ks = kernel_size_tuple(self.kernel_size)
+        nd = len(ks)
+        if not isinstance(self.edge_kernel, bool):
+            raise TypeError(f"edge_kernel must be a bool, got {self.edge_kernel!r}")
+        if inputs.ndim < nd + 1:
+            raise ValueError(
+                f"inputs must have at least rank {nd + 1} ((*batch, *spatial, features)) for kernel_size {ks}, "
+                f"got shape {tuple(inputs.shape)}"
+            )
+        batch_shape = inputs.shape[: inputs.ndim - nd - 1]
+        if len(batch_shape) > 1:
+            inputs = jnp.reshape(inputs, (-1,) + inputs.shape[len(batch_shape):])
+        in_features = inputs.shape[-1]
+        groups = self.feature_group_count
+        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or in_features % groups:
+            raise ValueError(
+                f"feature_group_count must be an int >= 1 dividing the {in_features} input features, got {groups!r}"
+            )
+        kernel = self.param("kernel", self.kernel_init, ks + (in_features // groups, self.features), self.param_dtype)
+        bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
+        edge_kernel = edge_bias = None
+        if self.edge_kernel:
+            edge_kernel = self.param("edge_kernel", lambda _key: kernel)
+            edge_bias = self.param("edge_bias", lambda _key: bias) if self.use_bias else None
+        inputs, kernel, bias, edge_kernel, edge_bias = self.promote_dtype(
+            inputs, kernel, bias, edge_kernel, edge_bias, dtype=self.dtype
+        )
+        y = F.conv(
+            inputs, kernel, bias,
+            strides=per_axis(self.strides, nd), dilation=per_axis(self.kernel_dilation, nd),
+            feature_group_count=groups, edge_kernel=edge_kernel, edge_bias=edge_bias,
+            boundary_input_grad=self.boundary_input_grad, precision=self.precision,
+        )
+        if len(batch_shape) > 1:
+            y = jnp.reshape(y, batch_shape + y.shape[1:])
+        return y

@@ -1,0 +1,154 @@
+"""``flax.nnx`` layer :class:`DiffConv` and :func:`convert`, which swaps it in for size-keeping ``nnx.Conv``."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from flax.nnx.nn import dtypes
+from flax.nnx.nn.linear import canonicalize_padding, default_bias_init, default_kernel_init
+
+from ..coefficients import ghost_widths
+from . import functional as F
+from ._layer import kernel_size_tuple, per_axis
+
+__all__ = ["DiffConv", "convert"]
+
+
+class DiffConv(nnx.Conv):
+    """``nnx.Conv`` whose border sees Lagrange ghosts instead of padding.
+
+    Same constructor as ``nnx.Conv`` minus ``padding``/``input_dilation``/``mask``, plus
+    ``edge_kernel`` (adds ``edge_kernel``/``edge_bias`` params, copies of ``kernel``/``bias``,
+    used by the outputs whose window reaches past the data) and ``boundary_input_grad`` (False:
+    those outputs pass no gradient to the input). Attributes ``kernel`` ``(*k, in/groups, out)``,
+    ``bias`` ``(out,)`` as in ``nnx.Conv``. Input ``(*batch, *L, in)``, output ``(*batch, *ceil(L/s), out)``.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        kernel_size: int | Sequence[int],
+        strides: None | int | Sequence[int] = 1,
+        *,
+        kernel_dilation: None | int | Sequence[int] = 1,
+        feature_group_count: int = 1,
+        use_bias: bool = True,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        precision: Any = None,
+        kernel_init: Any = default_kernel_init,
+        bias_init: Any = default_bias_init,
+        promote_dtype: Any = dtypes.promote_dtype,
+        edge_kernel: bool = False,
+        boundary_input_grad: bool = True,
+        rngs: nnx.Rngs,
+    ) -> None:
+        ks = kernel_size_tuple(kernel_size)
+        for name, flag in (("edge_kernel", edge_kernel), ("boundary_input_grad", boundary_input_grad)):
+            if not isinstance(flag, bool):
+                raise TypeError(f"{name} must be a bool, got {flag!r}")
+        if isinstance(feature_group_count, bool) or not isinstance(feature_group_count, int) or feature_group_count < 1 \
+                or in_features % feature_group_count or out_features % feature_group_count:
+            raise ValueError(
+                f"feature_group_count must be an int >= 1 dividing in_features={in_features} and "
+                f"out_features={out_features}, got {feature_group_count!r}"
+            )
+        super().__init__(
+            in_features, out_features, ks, strides, padding="SAME", kernel_dilation=kernel_dilation,
+            feature_group_count=feature_group_count, use_bias=use_bias, dtype=dtype, param_dtype=param_dtype,
+            precision=precision, kernel_init=kernel_init, bias_init=bias_init, promote_dtype=promote_dtype, rngs=rngs,
+        )
+        self.padding = "LAGRANGE"      # not a lax padding: the ghosts are computed in __call__
+        self.boundary_input_grad = boundary_input_grad
+        if edge_kernel:
+            self.edge_kernel = nnx.Param(jnp.array(self.kernel[...], copy=True))
+            self.edge_bias = nnx.Param(jnp.array(self.bias[...], copy=True)) if use_bias else nnx.data(None)
+        else:
+            self.edge_kernel = nnx.data(None)
+            self.edge_bias = nnx.data(None)
+
+    def __call__(self, inputs: jax.Array, out_sharding: Any = None) -> jax.Array:
+        nd = len(self.kernel_size)
+        if inputs.ndim < nd + 1:
+            raise ValueError(
+                f"inputs must have at least rank {nd + 1} ((*batch, *spatial, features)) for kernel_size "
+                f"{self.kernel_size}, got shape {tuple(inputs.shape)}"
+            )
+        batch_shape = inputs.shape[: inputs.ndim - nd - 1]
+        if len(batch_shape) > 1:
+            inputs = jnp.reshape(inputs, (-1,) + inputs.shape[len(batch_shape):])
+        values = [None if p is None else p[...] for p in (self.kernel, self.bias, self.edge_kernel, self.edge_bias)]
+        inputs, kernel, bias, edge_kernel, edge_bias = self.promote_dtype((inputs, *values), dtype=self.dtype)
+        y = F.conv(
+            inputs, kernel, bias,
+            strides=per_axis(self.strides, nd), dilation=per_axis(self.kernel_dilation, nd),
+            feature_group_count=self.feature_group_count, edge_kernel=edge_kernel, edge_bias=edge_bias,
+            boundary_input_grad=self.boundary_input_grad, precision=self.precision,
+        )
+        if len(batch_shape) > 1:
+            y = jnp.reshape(y, batch_shape + y.shape[1:])
+        return y
+
+
+def _is_size_keeping(conv: nnx.Conv) -> bool:
+    """``padding='SAME'`` or the explicit widths ``((e-1)//2, e//2)`` of DESIGN §2, no input dilation/mask."""
+    nd = len(conv.kernel_size)
+    if per_axis(conv.input_dilation, nd) not in (1, (1,) * nd) or conv.mask is not None:
+        return False
+    if conv.conv_general_dilated is not jax.lax.conv_general_dilated:
+        return False
+    padding = canonicalize_padding(conv.padding, nd)
+    if isinstance(padding, str):
+        return padding == "SAME"
+    dil = per_axis(conv.kernel_dilation, nd)
+    dils = (dil,) * nd if isinstance(dil, int) else dil
+    return tuple(tuple(p) for p in padding) == tuple(ghost_widths(k, d) for k, d in zip(conv.kernel_size, dils))
+
+
+def _twin(conv: nnx.Conv, edge_kernel: bool, boundary_input_grad: bool) -> DiffConv:
+    kernel = conv.kernel[...]
+    bias = None if conv.bias is None else conv.bias[...]
+    return DiffConv(
+        conv.in_features, conv.out_features, conv.kernel_size, conv.strides,
+        kernel_dilation=conv.kernel_dilation, feature_group_count=conv.feature_group_count,
+        use_bias=conv.use_bias, dtype=conv.dtype, param_dtype=kernel.dtype, precision=conv.precision,
+        kernel_init=lambda *_: kernel, bias_init=lambda *_: bias, promote_dtype=conv.promote_dtype,
+        edge_kernel=edge_kernel, boundary_input_grad=boundary_input_grad, rngs=nnx.Rngs(0),
+    )
+
+
+def convert(model: nnx.Module, *, edge_kernel: bool = False, boundary_input_grad: bool = True) -> nnx.Module:
+    """Replace, in place, every size-keeping ``nnx.Conv`` of ``model`` by a :class:`DiffConv`.
+
+    Size-keeping: ``padding='SAME'`` or explicit ``((e-1)//2, e//2)`` per axis, any stride. The
+    new layers hold the same kernel/bias values; 'VALID', 'CIRCULAR', other paddings,
+    ``nnx.ConvTranspose`` and existing :class:`DiffConv` layers are left alone. Returns the model
+    (a new layer when ``model`` itself is such a conv).
+    """
+    for name, flag in (("edge_kernel", edge_kernel), ("boundary_input_grad", boundary_input_grad)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name} must be a bool, got {flag!r}")
+
+    def wanted(node: Any) -> bool:
+        return type(node) is nnx.Conv and _is_size_keeping(node)
+
+    if wanted(model):
+        return _twin(model, edge_kernel, boundary_input_grad)
+    twins: dict[int, DiffConv] = {}
+    for path, node in list(nnx.iter_graph(model)):
+        if not path or not wanted(node):
+            continue
+        twin = twins.setdefault(id(node), _twin(node, edge_kernel, boundary_input_grad))
+        parent = model
+        for key in path[:-1]:
+            parent = parent[key] if isinstance(key, int) or not hasattr(parent, str(key)) else getattr(parent, key)
+        key = path[-1]
+        if isinstance(key, int) or not hasattr(parent, str(key)):
+            parent[key] = twin
+        else:
+            setattr(parent, key, twin)
+    return model

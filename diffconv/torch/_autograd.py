@@ -1,0 +1,188 @@
+"""The lean torch path: a zero-padded convolution plus thin boundary terms, as one autograd node.
+
+Forward: ``conv(x, padding=before)`` (the same call as ``padding='same'``), then either the
+ghost corrections are added onto the boundary outputs (plain layers), or the boundary output
+blocks are recomputed from thin boxes of the ghost-padded input (edge kernel / boundary
+switch). Only ``x`` and the weights are saved, exactly what a zero-padded convolution saves;
+the padded input is never materialised. Backward: the native convolution backward on ``x``
+plus the transposed thin terms (edge kernel / switch: the main backward sees the output
+gradient with the boundary blocks zeroed). A backward that must itself be differentiable
+(``create_graph=True``) differentiates the composite form instead.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from ._coeffs import work_dtype
+from ._boundary import Geometry, Region, box_adjoint, build_box, out_view, region_weight, window_view
+
+_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+
+
+def lean_forward(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    edge_weight: torch.Tensor | None,
+    edge_bias: torch.Tensor | None,
+    geo: Geometry,
+    groups: int,
+    special: bool,
+) -> torch.Tensor:
+    """Output of the fast form for batched ``x`` ``(N, C, *L)``; ``special``: edge kernel or switch off."""
+    conv = _CONV[x.dim() - 2]
+    y = conv(x, weight, bias, geo.strides, geo.padding, geo.dilations, groups)
+    return _boundary_forward(x, weight, bias, edge_weight, edge_bias, geo, groups, special, y, geo.plans, work_dtype(x.dtype))
+
+
+def _boundary_forward(x, weight, bias, edge_weight, edge_bias, geo, groups, special, y, plans, thin):
+    conv = _CONV[x.dim() - 2]
+    if not special:
+        for region in geo.corrections:
+            box, _ = build_box(x, region, plans, thin)
+            w_r = region_weight(weight, region).to(thin)
+            out_view(y, region).add_(_thin_conv(box, w_r, None, geo, groups, region))
+        return y
+    w_e = (weight if edge_weight is None else edge_weight).to(thin)
+    b_e = bias if edge_bias is None else edge_bias
+    b_e = None if b_e is None else b_e.to(thin)
+    for region in geo.edge_regions:
+        box, _ = build_box(x, region, plans, thin)
+        out_view(y, region).copy_(_thin_conv(box, w_e, b_e, geo, groups, region))
+    return y
+
+
+def _conv_backward(g, inp, w, bias, geo: Geometry, groups: int, padding, mask):
+    nd = inp.dim() - 2
+    bias_sizes = [w.shape[0]] if bias else None
+    return torch.ops.aten.convolution_backward(
+        g, inp, w, bias_sizes, list(geo.strides), list(padding), list(geo.dilations), False, [0] * nd, groups, mask
+    )
+
+
+def _thin_order(region: Region) -> tuple[int, ...] | None:
+    """Spatial permutation putting a box's thin axis first (oneDNN is slow on thin last axes)."""
+    extents = [r.hi - r.lo for r in region.ranges]
+    thin = extents.index(min(extents))
+    if thin == 0:
+        return None
+    return (thin,) + tuple(a for a in range(len(extents)) if a != thin)
+
+
+def _permute(t: torch.Tensor, order: tuple[int, ...] | None, inverse: bool = False) -> torch.Tensor:
+    if order is None:
+        return t
+    if inverse:
+        order = tuple(sorted(range(len(order)), key=order.__getitem__))
+    return t.permute(0, 1, *(2 + a for a in order))
+
+
+def _ordered(values: tuple[int, ...] | None, nd: int, order) -> tuple[int, ...]:
+    values = (0,) * nd if values is None else values
+    return values if order is None else tuple(values[a] for a in order)
+
+
+def _thin_conv(box, w, b, geo: Geometry, groups: int, region: Region) -> torch.Tensor:
+    """Convolution of a thin box (region's padding), laid out so that oneDNN runs it fast."""
+    nd, order = box.dim() - 2, _thin_order(region)
+    conv = _CONV[nd]
+    strides, dils = _ordered(geo.strides, nd, order), _ordered(geo.dilations, nd, order)
+    padding = _ordered(region.padding, nd, order)
+    y = conv(_permute(box, order).contiguous(), _permute(w, order).contiguous(), b, strides, padding, dils, groups)
+    return _permute(y, order, inverse=True)
+
+
+def _thin_conv_backward(g, box, w, bias, geo: Geometry, groups: int, region: Region, mask):
+    """Gradients of :func:`_thin_conv` (input, weight, bias)."""
+    nd, order = box.dim() - 2, _thin_order(region)
+    strides, dils = _ordered(geo.strides, nd, order), _ordered(geo.dilations, nd, order)
+    padding = _ordered(region.padding, nd, order)
+    gx, gw, gb = torch.ops.aten.convolution_backward(
+        _permute(g, order).contiguous(), _permute(box, order).contiguous(), _permute(w, order).contiguous(),
+        [w.shape[0]] if bias else None, list(strides), list(padding), list(dils), False, [0] * nd, groups, mask,
+    )
+    return (None if gx is None else _permute(gx, order, inverse=True),
+            None if gw is None else _permute(gw, order, inverse=True), gb)
+
+
+class LeanConv(torch.autograd.Function):
+    """``apply(x, weight, bias, edge_weight, edge_bias, geo, groups, special, boundary_input_grad, composite)``."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, edge_weight, edge_bias, geo, groups, special, boundary_input_grad, composite):
+        ctx.geo, ctx.groups, ctx.special, ctx.bgrad, ctx.composite = geo, groups, special, boundary_input_grad, composite
+        ctx.save_for_backward(x, weight, bias, edge_weight, edge_bias)
+        return lean_forward(x, weight, bias, edge_weight, edge_bias, geo, groups, special)
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w, b, we, be = ctx.saved_tensors
+        needs = ctx.needs_input_grad[:5]
+        if torch.is_grad_enabled():
+            grads = _composite_grads(ctx.composite, (x, w, b, we, be), needs, g)
+        else:
+            grads = _lean_grads(ctx, g, x, w, b, we, be, needs)
+        return (*grads, None, None, None, None, None)
+
+
+def _composite_grads(composite: Callable[..., torch.Tensor], tensors, needs, g):
+    """Differentiable gradients (for double backward): autograd through the composite form."""
+    with torch.enable_grad():
+        y = composite(*tensors)
+    wanted = [t for t, n in zip(tensors, needs) if n and t is not None]
+    found = iter(torch.autograd.grad(y, wanted, g, create_graph=True, allow_unused=True))
+    return [next(found) if n and t is not None else None for t, n in zip(tensors, needs)]
+
+
+def _lean_grads(ctx, g, x, w, b, we, be, needs):
+    geo, groups, plans = ctx.geo, ctx.groups, ctx.geo.plans
+    thin = work_dtype(x.dtype)      # the thin boundary terms run in >= float32
+    need_x, need_w, need_b, need_we, need_be = needs
+    g = g.contiguous()
+    if not ctx.special:
+        dx, dw, db = _conv_backward(g, x, w, b is not None, geo, groups, geo.padding, [need_x, need_w, need_b])
+        for region in geo.corrections:
+            if not (need_x or need_w):
+                break
+            box, _ = build_box(x, region, plans, thin)
+            w_r = region_weight(w, region).to(thin)
+            g_r = out_view(g, region).to(thin)
+            gx, gw, _ = _thin_conv_backward(g_r, box, w_r, False, geo, groups, region, [need_x, need_w, False])
+            if need_w:
+                region_weight(dw, region).add_(gw)
+            if need_x:
+                window_view(dx, region, plans).add_(box_adjoint(gx, region, plans))
+        return dx, dw, db, None, None
+
+    dwe = torch.zeros_like(we) if need_we else None
+    dbe = torch.zeros_like(be) if need_be else None
+    w_e = w if we is None else we
+    b_e = b if be is None else be
+    # Boundary outputs were overwritten: the zero-padded convolution gets the gradient of the
+    # others only (a copy with the boundary blocks zeroed, so nothing leaks, not even rounding).
+    g_main = g.clone()
+    for region in geo.edge_regions:
+        out_view(g_main, region).zero_()
+    dx, dw, db = _conv_backward(g_main, x, w, b is not None, geo, groups, geo.padding, [need_x, need_w, need_b])
+    del g_main
+    # Gradient owners of the boundary weights/bias: the edge ones when given, else the main ones.
+    edge_dw, need_edge_w = (dwe, need_we) if we is not None else (dw, need_w)
+    edge_db, need_edge_b = (dbe, need_be) if be is not None else (db, need_b)
+    mask = [need_x and ctx.bgrad, need_edge_w, need_edge_b and b_e is not None]
+    for region in geo.edge_regions:
+        if not any(mask):
+            break
+        box, _ = build_box(x, region, plans, thin)
+        g_r = out_view(g, region).to(thin)
+        gx, gw, gb = _thin_conv_backward(g_r, box, w_e.to(thin), b_e is not None, geo, groups, region, mask)
+        if mask[0]:
+            window_view(dx, region, plans).add_(box_adjoint(gx, region, plans))
+        if mask[1]:
+            edge_dw.add_(gw)
+        if mask[2]:
+            edge_db.add_(gb)
+    return dx, dw, db, dwe, dbe

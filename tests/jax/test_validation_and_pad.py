@@ -1,0 +1,80 @@
+"""Bad arguments raise TypeError/ValueError naming the argument; diffconv.jax.lagrange_pad."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from diffconv.coefficients import ghost_weights
+from diffconv.jax import conv, lagrange_pad
+
+X = np.zeros((2, 8, 9, 4), np.float32)
+K = np.zeros((3, 3, 2, 6), np.float32)
+B = np.zeros(6, np.float32)
+
+
+@pytest.mark.parametrize("kwargs,exc,match", [
+    (dict(x=X.astype(np.int32)), TypeError, r"x must have a floating dtype .* got int32"),
+    (dict(kernel=K.astype(np.float16)), TypeError, r"kernel dtype float16 does not match x dtype float32"),
+    (dict(bias=B.astype(np.float16)), TypeError, r"bias dtype float16 does not match x dtype float32"),
+    (dict(x=[[1.0]]), TypeError, r"x must be a jax or numpy array, got list"),
+    (dict(x=X[0, 0]), ValueError, r"x must have rank 3 or 4 for a 2-d convolution, got rank 2"),
+    (dict(kernel=K[0, 0]), ValueError, r"kernel must have rank 3, 4 or 5 .* got shape \(2, 6\)"),
+    (dict(feature_group_count=3), ValueError, r"x channels \(4\) must be divisible by groups \(3\)"),
+    (dict(feature_group_count=0), ValueError, r"feature_group_count must be an int >= 1, got 0"),
+    (dict(feature_group_count=1), ValueError, r"kernel has 2 input channels per group, but x has 4 channels"),
+    (dict(bias=B[:5]), ValueError, r"bias must have shape \(6,\), got \(5,\)"),
+    (dict(edge_kernel=K[:2]), ValueError, r"edge_kernel must have the same shape as kernel"),
+    (dict(edge_bias=np.zeros(3, np.float32)), ValueError, r"edge_bias must have shape \(6,\), got \(3,\)"),
+    (dict(strides=0), ValueError, r"strides must be >= 1, got 0"),
+    (dict(strides=1.5), TypeError, r"strides must be an int or a sequence of 2 ints, got 1.5"),
+    (dict(strides=(1, 2.0)), TypeError, r"strides must contain ints, got \(1, 2.0\)"),
+    (dict(dilation=(1, 2, 3)), ValueError, r"dilation must be an int or a sequence of 2 ints, got \(1, 2, 3\)"),
+    (dict(dilation=(1, 0)), ValueError, r"dilation must be >= 1, got \(1, 0\)"),
+    (dict(dilation=(1, 4)), ValueError, r"spatial axis 1 has length 9, but kernel_size=3 with dilation=4 needs at least 12"),
+    (dict(x=X[:, :2]), ValueError, r"spatial axis 0 has length 2, .* needs at least 3 samples"),
+    (dict(boundary_input_grad="no"), TypeError, r"boundary_input_grad must be a bool, got 'no'"),
+    (dict(precision="fastest-ever"), ValueError, r"precision must be None, a jax.lax.Precision"),
+])
+def test_conv_rejects(kwargs, exc, match):
+    args = dict(x=X, kernel=K, bias=B, feature_group_count=2)
+    args.update(kwargs)
+    x, kernel, bias = args.pop("x"), args.pop("kernel"), args.pop("bias")
+    with pytest.raises(exc, match=match):
+        conv(x, kernel, bias, **args)
+
+
+def test_lagrange_pad_matches_ghost_weights_and_polynomials(x64):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((6, 7, 3))
+    y = jax.jit(lambda x: lagrange_pad(x, ((1, 2), (0, 0), (0, 0))))(x)
+    g = ghost_weights(4, widths=(1, 2))                      # default kernel_size (1+2)//1+1 = 4
+    assert y.shape == (9, 7, 3)
+    np.testing.assert_allclose(y[1:7], x, rtol=0, atol=0)    # data untouched, other axes untouched
+    np.testing.assert_allclose(y[:1], np.einsum("gi,ijc->gjc", g.low, x[:4]), rtol=1e-13)
+    np.testing.assert_allclose(y[7:], np.einsum("gi,ijc->gjc", g.high, x[-4:]), rtol=1e-13)
+
+    # Quadratic data, kernel_size 3, dilation 2: ghosts continue the polynomial on every axis.
+    t = np.arange(-3, 10)
+    poly = lambda u: 0.5 * u ** 2 - u + 2
+    grid = poly(t)[:, None] * poly(t)[None, :]
+    inner = grid[3:9, 3:9]
+    padded = lagrange_pad(inner, 3, kernel_size=3, dilation=2)
+    np.testing.assert_allclose(padded, grid[0:12, 0:12], rtol=1e-11)
+
+    low = lagrange_pad(jnp.asarray(inner, jnp.bfloat16), ((1, 1), (1, 1)))
+    assert low.dtype == jnp.bfloat16
+
+
+@pytest.mark.parametrize("pad,kwargs,exc,match", [
+    (((1, 1),) * 3, {}, ValueError, r"pad_width must be an int, a \(before, after\) pair or 2 such pairs"),
+    (-1, {}, ValueError, r"pad_width must contain ints >= 0"),
+    (1.5, {}, TypeError, r"pad_width must contain ints"),
+    (((1, 1), (0, 0)), dict(kernel_size=(1, 3)), ValueError, r"axis 0 needs kernel_size >= 2"),
+    (((4, 4), (0, 0)), {}, ValueError, r"axis 0 of x has length 5, but kernel_size=9"),
+])
+def test_lagrange_pad_rejects(pad, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        lagrange_pad(np.zeros((5, 6)), pad, **kwargs)
+    with pytest.raises(TypeError, match="x must have a floating dtype"):
+        lagrange_pad(np.zeros((5, 6), np.int64), 1)

@@ -1,0 +1,200 @@
+"""The lean torch path (memory, equivalence, torch.compile) and the ``diffconv speed`` command."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from diffconv.cli import main
+from diffconv.reference import reference_conv
+from diffconv.torch import DiffConv2d
+from diffconv.torch import functional as DF
+from diffconv.torch._boundary import geometry
+from diffconv.torch.functional import composite
+
+FUNCS = {1: DF.conv1d, 2: DF.conv2d, 3: DF.conv3d}
+
+
+def _saved_activations(module: nn.Module, x: torch.Tensor) -> set[int]:
+    """Storages autograd saves while running ``module(x)``, other than the module's parameters."""
+    seen: set[int] = set()
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        seen.add(t.untyped_storage().data_ptr())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        module(x)
+    return seen - {p.untyped_storage().data_ptr() for p in module.parameters()}
+
+
+@pytest.mark.parametrize("edge_kernel,big", [(False, True), (True, False)])
+@pytest.mark.parametrize("k", [3, 5])
+def test_diffconv_saves_no_more_than_zero_padding(k, edge_kernel, big):
+    x = torch.randn(2, 4, 20, 18, requires_grad=True)
+    zero = nn.Conv2d(4, 6, k, padding="same")
+    diff = DiffConv2d(4, 6, k, edge_kernel=edge_kernel, boundary_input_grad=big)
+    saved_zero = _saved_activations(zero, x)
+    assert saved_zero == {x.untyped_storage().data_ptr()}     # the zero-padded conv saves its input
+    assert _saved_activations(diff, x) == saved_zero
+
+
+def _lean_and_composite(nd, lengths, ks, stride, dilation, groups, edge, big, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    cin, cout = 2 * groups, 2 * groups
+    mk = lambda *s: torch.randn(s, generator=g, dtype=torch.float64, requires_grad=True)  # noqa: E731
+    x, w, b = mk(2, cin, *lengths), mk(cout, cin // groups, *ks), mk(cout)
+    ew, eb = (mk(cout, cin // groups, *ks), mk(cout)) if edge else (None, None)
+    tensors = [t for t in (x, w, b, ew, eb) if t is not None]
+    y = FUNCS[nd](x, w, b, stride, dilation, groups, edge_weight=ew, edge_bias=eb, boundary_input_grad=big)
+    gy = torch.randn(y.shape, generator=g, dtype=torch.float64)
+    lean_grads = torch.autograd.grad(y, tensors, gy)
+    st = (stride,) * nd if isinstance(stride, int) else stride
+    dl = (dilation,) * nd if isinstance(dilation, int) else dilation
+    geo = geometry(tuple(lengths), tuple(ks), st, dl)
+    special = edge or not big
+    yc = composite(x, w, b, ew, eb, geo=geo, groups=groups, special=special, boundary_input_grad=big)
+    comp_grads = torch.autograd.grad(yc, tensors, gy)
+    ref = reference_conv(*(None if t is None else t.detach().numpy() for t in (x, w, b)), st, dl, groups,
+                         *(None if t is None else t.detach().numpy() for t in (ew, eb)))
+    return y, yc, ref, lean_grads, comp_grads
+
+
+LEAN_CASES = [
+    # nd, lengths, kernel, stride, dilation, groups: short axes (length k*d), strides that skip
+    # the last ghost, dilations whose ghosts sit on several lattices, odd and even extents
+    (1, (3,), (3,), 1, 1, 1),
+    (1, (10,), (5,), 3, 1, 1),
+    (1, (12,), (3,), 1, 4, 1),
+    (1, (9,), (4,), 2, 1, 1),
+    (2, (5, 9), (5, 3), (2, 1), (1, 3), 2),
+    (2, (7, 8), (3, 7), (3, 2), 1, 1),
+    (3, (6, 4, 6), (3, 2, 3), (1, 2, 2), (2, 1, 1), 1),
+]
+
+
+@pytest.mark.parametrize("edge,big", [(False, True), (True, True), (False, False), (True, False)])
+@pytest.mark.parametrize("case", LEAN_CASES)
+def test_lean_path_matches_reference_and_composite_gradients(case, edge, big):
+    y, yc, ref, lean, comp = _lean_and_composite(*case, edge, big)
+    scale = np.abs(ref).max()
+    assert np.abs(y.detach().numpy() - ref).max() <= 1e-10 * scale
+    assert np.abs(yc.detach().numpy() - ref).max() <= 1e-10 * scale
+    for a, b in zip(lean, comp):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-10 * b.abs().max().item())
+
+
+def test_lean_path_is_used_for_odd_kernels_and_matches_zero_padding_inside():
+    x = torch.randn(1, 3, 16, 16, dtype=torch.float64)
+    w = torch.randn(2, 3, 5, 5, dtype=torch.float64)
+    assert geometry((16, 16), (5, 5), (1, 1), (1, 1)).lean
+    y = DF.conv2d(x, w)
+    z = F.conv2d(x, w, padding="same")
+    assert torch.allclose(y[..., 2:-2, 2:-2], z[..., 2:-2, 2:-2], rtol=0, atol=1e-12)
+    assert not torch.allclose(y[..., :2, :], z[..., :2, :])
+
+
+def test_double_backward_of_lean_path_matches_composite():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(1, 2, 7, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 2, 3, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    geo = geometry((7, 6), (3, 3), (1, 1), (1, 1))
+
+    def hessian_vector(f):
+        y = f(x, w)
+        (gx,) = torch.autograd.grad(y.square().sum(), x, create_graph=True)
+        return torch.autograd.grad(gx.sum(), w)[0]
+
+    lean = hessian_vector(lambda x, w: DF.conv2d(x, w))
+    comp = hessian_vector(lambda x, w: composite(x, w, None, None, None, geo=geo, groups=1, special=False,
+                                                 boundary_input_grad=True))
+    assert torch.allclose(lean, comp, rtol=1e-10, atol=1e-12)
+
+
+def test_autocast_bfloat16_boundary_close_to_float32():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 3, 16, 16, generator=g)
+    w = torch.randn(4, 3, 5, 5, generator=g) / 5
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = DF.conv2d(x, w)
+    assert y.dtype == torch.bfloat16
+    truth = DF.conv2d(x.bfloat16().double(), w.bfloat16().double())
+    err = (y.double() - truth).abs()
+    # One bfloat16 rounding of the result (2**-8 relative), not a bfloat16 ghost matmul.
+    assert err.max() <= 2 ** -7 * truth.abs().max()
+
+
+@pytest.mark.skipif(not hasattr(torch, "compile"), reason="torch.compile unavailable")
+def test_torch_compile_fullgraph_matches_eager():
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        DiffConv2d(2, 3, 3), nn.Tanh(),
+        DiffConv2d(3, 2, (2, 5), dilation=(2, 1), edge_kernel=True, boundary_input_grad=False),
+    ).double()
+    x = torch.randn(2, 2, 10, 9, dtype=torch.float64, requires_grad=True)
+    compiled = torch.compile(model, fullgraph=True, backend="eager")
+    y = compiled(x)
+    (gx,) = torch.autograd.grad(y.square().sum(), x)
+    y_ref = model(x)
+    (gx_ref,) = torch.autograd.grad(y_ref.square().sum(), x)
+    assert torch.allclose(y, y_ref, rtol=1e-12, atol=1e-12)
+    assert torch.allclose(gx, gx_ref, rtol=1e-12, atol=1e-12)
+
+
+def test_cpu_peak_memory_follows_allocations():
+    from diffconv.commands.speed import _torch_cpu_peak
+
+    def step():
+        a = torch.empty(1_000_000, dtype=torch.uint8)
+        b = torch.empty(3_000_000, dtype=torch.uint8)
+        del a
+        c = torch.empty(2_500_000, dtype=torch.uint8)
+        del b, c
+
+    peak = _torch_cpu_peak(step)
+    assert 5_500_000 <= peak < 5_600_000
+
+
+def test_speed_quick_writes_documented_json(tmp_path):
+    path = tmp_path / "speed.json"
+    assert main(["speed", "--quick", "--framework", "torch", "--models", "stack", "unet", "--json", str(path)]) == 0
+    data = json.loads(path.read_text())
+    from diffconv.commands.speed import RESULT_KEYS
+
+    assert data["result_keys"] == list(RESULT_KEYS)
+    assert {(r["framework"], r["model"]) for r in data["results"]} == {("torch", "stack"), ("torch", "unet")}
+    for r in data["results"]:
+        assert set(RESULT_KEYS) <= set(r)
+        for key in ("time_ratio", "memory_ratio", "time_zero_s", "time_diff_s"):
+            assert math.isfinite(r[key]) and r[key] > 0
+        assert r["memory_zero_bytes"] > 0 and r["memory_diff_bytes"] > 0
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["--size", "30"], "multiple of 4"),
+    (["--repeats", "0"], "--repeats"),
+    (["--kernel-sizes", "0"], "--kernel-sizes"),
+    (["--size", "16", "--kernel-sizes", "5", "--models", "unet"], "too small for the unet"),
+    (["--threads", "0"], "--threads"),
+])
+def test_speed_rejects_bad_arguments(argv, match):
+    with pytest.raises(ValueError, match=match):
+        main(["speed", "--framework", "torch", *argv])
+
+
+def test_jax_memory_counts_arguments_outputs_and_temporaries():
+    jax = pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    from diffconv.commands.speed import _jax_memory
+
+    x = jnp.ones((256, 256), jnp.float32)                    # 256 KiB in, 256 KiB out
+    compiled = jax.jit(lambda a: jnp.tanh(a @ a) + 1.0).lower(x).compile()
+    assert 2 * x.nbytes <= _jax_memory(compiled) <= 4 * x.nbytes

@@ -1,0 +1,32 @@
+"""Bounded property-based fuzz of polynomial exactness (more examples: DIFFCONV_FUZZ_EXAMPLES=500)."""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from test_torch_polynomial import check_polynomial_exactness
+
+EXAMPLES = int(os.environ.get("DIFFCONV_FUZZ_EXAMPLES", "25"))
+
+
+@st.composite
+def configurations(draw):
+    nd = draw(st.integers(1, 3))
+    kmax = (9, 6, 4)[nd - 1]                       # keeps the float64 rounding bound (and the runtime) small
+    ks = tuple(draw(st.integers(1, kmax)) for _ in range(nd))
+    dil = tuple(draw(st.integers(1, 3)) for _ in range(nd))
+    stride = tuple(draw(st.integers(1, 3)) for _ in range(nd))
+    lengths = tuple(max(k * d, 1) + draw(st.integers(0, 3)) for k, d in zip(ks, dil))
+    groups = draw(st.integers(1, 3))
+    seed = draw(st.integers(0, 2**16))
+    return nd, ks, lengths, stride, dil, groups, seed
+
+
+@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(configurations())
+def test_fuzz_polynomial_exactness(config):
+    nd, ks, lengths, stride, dil, groups, seed = config
+    check_polynomial_exactness(nd, ks, lengths, stride, dil, groups, seed=seed, cin=1, cout=1)
