@@ -77,6 +77,7 @@ def check_conv_shapes(
     bias_name: str = "bias",
     edge_kernel_name: str = "edge_weight",
     edge_bias_name: str = "edge_bias",
+    groups_name: str = "groups",
     batched_ranks: tuple[int, ...] | None = None,
 ) -> None:
     """Shape checks common to every N-d convolution, independent of channel layout."""
@@ -88,15 +89,15 @@ def check_conv_shapes(
     if kernel_rank != nd + 2:
         raise ValueError(f"{kernel_name} must have rank {nd + 2} for a {nd}-d convolution, got shape {kernel_shape}")
     if isinstance(groups, bool) or not isinstance(groups, numbers.Integral) or groups < 1:
-        raise ValueError(f"groups must be an int >= 1, got {groups!r}")
+        raise ValueError(f"{groups_name} must be an int >= 1, got {groups!r}")
     if in_channels % groups:
-        raise ValueError(f"{input_name} channels ({in_channels}) must be divisible by groups ({groups})")
+        raise ValueError(f"{input_name} channels ({in_channels}) must be divisible by {groups_name} ({groups})")
     if kernel_out % groups:
-        raise ValueError(f"{kernel_name} output channels ({kernel_out}) must be divisible by groups ({groups})")
+        raise ValueError(f"{kernel_name} output channels ({kernel_out}) must be divisible by {groups_name} ({groups})")
     if kernel_in * groups != in_channels:
         raise ValueError(
             f"{kernel_name} has {kernel_in} input channels per group, but {input_name} has {in_channels} channels "
-            f"and groups={groups} (expected {in_channels // groups})"
+            f"and {groups_name}={groups} (expected {in_channels // groups})"
         )
     if bias_shape is not None and tuple(bias_shape) != (kernel_out,):
         raise ValueError(f"{bias_name} must have shape ({kernel_out},), got {tuple(bias_shape)}")

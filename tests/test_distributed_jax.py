@@ -123,10 +123,5 @@ def test_sharded_train_step_matches_single_device(sharded_run):
     assert r["collectives"]["all-reduce"] >= 1  # gradients are summed over the shards
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="XLA's SPMD partitioner mis-transposes a row-strip .at[].set followed by a column-strip "
-    ".at[].set (jax 0.10.2), which the JAX edge-kernel path uses; see docs/models.md",
-)
 def test_sharded_edge_kernel_gradients_match_single_device(sharded_run):
     assert sharded_run["edge_grads_rel"] <= 1e-5

@@ -78,6 +78,7 @@ def validate_conv_args(
         input_name="x",
         kernel_name="kernel",
         edge_kernel_name="edge_kernel",
+        groups_name="feature_group_count",
     )
     if not isinstance(boundary_input_grad, bool):
         raise TypeError(f"boundary_input_grad must be a bool, got {boundary_input_grad!r}")

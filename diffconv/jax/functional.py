@@ -168,7 +168,10 @@ def _conv(
             strip = run(_box_input(src, plans, a, box, ghosts_only=False), edge_k, "VALID")
             if edge_b is not None:
                 strip = strip + jnp.asarray(edge_b)
-            out = out.at[index].set(strip)
+            # Written as an add of the difference, not ``.at[].set``: XLA's SPMD partitioner
+            # (jax 0.10) mis-partitions the gradient of chained sets on a sharded axis. The
+            # cotangent of ``out`` here is ``g - g``, exactly zero, as a set would make it.
+            out = out.at[index].add(strip - out[index])
         else:
             # Add what the ghosts contribute (a scatter-add: its transpose leaves ``out``'s cotangent alone).
             out = out.at[index].add(run(_box_input(x, plans, a, box, ghosts_only=True), kernel, "VALID"))

@@ -103,7 +103,9 @@ def _is_size_keeping(conv: nnx.Conv) -> bool:
         return False
     padding = canonicalize_padding(conv.padding, nd)
     if isinstance(padding, str):
-        return padding == "SAME"
+        # Strided 'SAME' aligns its windows by the input length; DiffConv samples the stride-1
+        # result at 0, s, 2s, ... So only stride-1 'SAME' keeps its output grid.
+        return padding == "SAME" and per_axis(conv.strides, nd) in (1, (1,) * nd)
     dil = per_axis(conv.kernel_dilation, nd)
     dils = (dil,) * nd if isinstance(dil, int) else dil
     return tuple(tuple(p) for p in padding) == tuple(ghost_widths(k, d) for k, d in zip(conv.kernel_size, dils))
@@ -124,7 +126,8 @@ def _twin(conv: nnx.Conv, edge_kernel: bool, boundary_input_grad: bool) -> DiffC
 def convert(model: nnx.Module, *, edge_kernel: bool = False, boundary_input_grad: bool = True) -> nnx.Module:
     """Replace, in place, every size-keeping ``nnx.Conv`` of ``model`` by a :class:`DiffConv`.
 
-    Size-keeping: ``padding='SAME'`` or explicit ``((e-1)//2, e//2)`` per axis, any stride. The
+    Size-keeping: ``padding='SAME'`` at stride 1, or explicit ``((e-1)//2, e//2)`` per axis at any
+    stride (strided 'SAME' aligns its windows by the input length, so it stays). The
     new layers hold the same kernel/bias values; 'VALID', 'CIRCULAR', other paddings,
     ``nnx.ConvTranspose`` and existing :class:`DiffConv` layers are left alone. Returns the model
     (a new layer when ``model`` itself is such a conv).

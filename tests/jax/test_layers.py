@@ -102,6 +102,17 @@ def test_nnx_convert_swaps_only_size_keeping_convs():
     assert rel_err(y, want) < 1e-5
 
 
+def test_nnx_convert_leaves_strided_same_alone():
+    """Strided 'SAME' aligns windows by the input length (Flax pads (0, 1) on even lengths at
+    stride 2), unlike DiffConv's stride-1 sampling; converting it would shift the output grid."""
+    strided = nnx.Conv(4, 6, (3, 3), strides=2, padding="SAME", rngs=nnx.Rngs(0))
+    assert dnnx.convert(strided) is strided
+    plain = nnx.Conv(4, 6, (3, 3), padding="SAME", rngs=nnx.Rngs(0))
+    twin = dnnx.convert(plain)
+    assert isinstance(twin, dnnx.DiffConv)
+    np.testing.assert_array_equal(twin.kernel[...], plain.kernel[...])
+
+
 def test_nnx_diffconv_attributes_and_grad():
     layer = dnnx.DiffConv(4, 6, (3, 3), feature_group_count=2, use_bias=False, boundary_input_grad=False,
                           rngs=nnx.Rngs(0))

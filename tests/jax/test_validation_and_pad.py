@@ -20,7 +20,7 @@ B = np.zeros(6, np.float32)
     (dict(x=[[1.0]]), TypeError, r"x must be a jax or numpy array, got list"),
     (dict(x=X[0, 0]), ValueError, r"x must have rank 3 or 4 for a 2-d convolution, got rank 2"),
     (dict(kernel=K[0, 0]), ValueError, r"kernel must have rank 3, 4 or 5 .* got shape \(2, 6\)"),
-    (dict(feature_group_count=3), ValueError, r"x channels \(4\) must be divisible by groups \(3\)"),
+    (dict(feature_group_count=3), ValueError, r"x channels \(4\) must be divisible by feature_group_count \(3\)"),
     (dict(feature_group_count=0), ValueError, r"feature_group_count must be an int >= 1, got 0"),
     (dict(feature_group_count=1), ValueError, r"kernel has 2 input channels per group, but x has 4 channels"),
     (dict(bias=B[:5]), ValueError, r"bias must have shape \(6,\), got \(5,\)"),
