@@ -69,7 +69,7 @@ def _check_pad_width(pad_width: PadWidth) -> PadWidth:
 
 
 def same_pad_width(kernel_size: tuple[int, int]) -> PadWidth:
-    """Ghost widths that make a ``kernel_size`` convolution size-keeping (DESIGN.md §2)."""
+    """Ghost widths that make a ``kernel_size`` convolution size-keeping (the README's Semantics)."""
     (kh, kw) = kernel_size
     return ((kh - 1) // 2, kh // 2), ((kw - 1) // 2, kw // 2)
 

@@ -144,7 +144,7 @@ def ghost_weights(
     widths: tuple[int, int] | None = None,
     exact: bool = False,
 ) -> GhostWeights:
-    """Ghost weights for one axis of a size-keeping convolution (DESIGN.md §2).
+    """Ghost weights for one axis of a size-keeping convolution (the README's Semantics).
 
     A ghost at distance ``q`` outside an edge takes the value of the degree-``k-1``
     polynomial through the ``k`` samples nearest that edge on its own dilation lattice.

@@ -1,4 +1,4 @@
-"""diffconv.coefficients against the published matrices, exact polynomial extrapolation and DESIGN.md."""
+"""diffconv.coefficients against the published matrices, exact polynomial extrapolation and the stated ghost weights."""
 
 from __future__ import annotations
 

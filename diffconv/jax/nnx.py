@@ -95,7 +95,7 @@ class DiffConv(nnx.Conv):
 
 
 def _is_size_keeping(conv: nnx.Conv) -> bool:
-    """``padding='SAME'`` or the explicit widths ``((e-1)//2, e//2)`` of DESIGN §2, no input dilation/mask."""
+    """``padding='SAME'`` or the explicit widths ``((e-1)//2, e//2)`` of the README's Semantics, no input dilation/mask."""
     nd = len(conv.kernel_size)
     if per_axis(conv.input_dilation, nd) not in (1, (1,) * nd) or conv.mask is not None:
         return False

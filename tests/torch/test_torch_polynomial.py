@@ -1,4 +1,4 @@
-"""Polynomial exactness (DESIGN.md §2): on samples of a polynomial of degree < k per axis, the
+"""Polynomial exactness (the README's Semantics): on samples of a polynomial of degree < k per axis, the
 size-keeping convolution equals the VALID convolution of that polynomial on the extended grid."""
 
 from __future__ import annotations

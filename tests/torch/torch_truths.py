@@ -1,6 +1,6 @@
 """Independent truths for the torch tests: polynomial samples, plain VALID convolutions, boundary masks.
 
-Nothing here calls diffconv: the geometry follows DESIGN.md directly (dilated extent
+Nothing here calls diffconv: the geometry follows the documented semantics directly (dilated extent
 ``e = (k-1)*d + 1``, ghosts ``(e-1)//2`` before and ``e//2`` after).
 """
 
