@@ -1,9 +1,14 @@
-"""Constructor-argument helpers shared by the Flax linen and NNX layers."""
+"""Helpers shared by the Flax linen and NNX layers: constructor arguments and the call."""
 
 from __future__ import annotations
 
 import numbers
-from typing import Sequence
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from . import functional as F
 
 
 def kernel_size_tuple(kernel_size: int | Sequence[int]) -> tuple[int, ...]:
@@ -25,3 +30,24 @@ def per_axis(value: None | int | Sequence[int], nd: int) -> int | tuple[int, ...
     if value is None:
         return 1
     return value if isinstance(value, numbers.Integral) else tuple(value)
+
+
+def check_input_rank(inputs: jax.Array, kernel_size: tuple[int, ...]) -> None:
+    nd = len(kernel_size)
+    if inputs.ndim < nd + 1:
+        raise ValueError(
+            f"inputs must have at least rank {nd + 1} ((*batch, *spatial, features)) for kernel_size "
+            f"{kernel_size}, got shape {tuple(inputs.shape)}"
+        )
+
+
+def apply_conv(inputs: jax.Array, kernel: jax.Array, nd: int, **options: Any) -> jax.Array:
+    """:func:`diffconv.jax.conv` over ``inputs`` ``(*batch, *spatial, features)``: several leading
+    batch dims are flattened into one for the convolution and restored after, as ``nn.Conv`` does."""
+    batch_shape = inputs.shape[: inputs.ndim - nd - 1]
+    if len(batch_shape) > 1:
+        inputs = jnp.reshape(inputs, (-1,) + inputs.shape[len(batch_shape):])
+    y = F.conv(inputs, kernel, **options)
+    if len(batch_shape) > 1:
+        y = jnp.reshape(y, batch_shape + y.shape[1:])
+    return y

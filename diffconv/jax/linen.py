@@ -11,8 +11,7 @@ from flax.linen import module as _module
 from flax.linen.dtypes import promote_dtype
 from flax.linen.linear import default_kernel_init
 
-from . import functional as F
-from ._layer import kernel_size_tuple, per_axis
+from ._layer import apply_conv, check_input_rank, kernel_size_tuple, per_axis
 
 __all__ = ["DiffConv"]
 
@@ -62,14 +61,7 @@ class DiffConv(nn.Module):
         nd = len(ks)
         if not isinstance(self.edge_kernel, bool):
             raise TypeError(f"edge_kernel must be a bool, got {self.edge_kernel!r}")
-        if inputs.ndim < nd + 1:
-            raise ValueError(
-                f"inputs must have at least rank {nd + 1} ((*batch, *spatial, features)) for kernel_size {ks}, "
-                f"got shape {tuple(inputs.shape)}"
-            )
-        batch_shape = inputs.shape[: inputs.ndim - nd - 1]
-        if len(batch_shape) > 1:
-            inputs = jnp.reshape(inputs, (-1,) + inputs.shape[len(batch_shape):])
+        check_input_rank(inputs, ks)
         in_features = inputs.shape[-1]
         groups = self.feature_group_count
         if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or in_features % groups:
@@ -85,12 +77,9 @@ class DiffConv(nn.Module):
         inputs, kernel, bias, edge_kernel, edge_bias = self.promote_dtype(
             inputs, kernel, bias, edge_kernel, edge_bias, dtype=self.dtype
         )
-        y = F.conv(
-            inputs, kernel, bias,
+        return apply_conv(
+            inputs, kernel, nd, bias=bias,
             strides=per_axis(self.strides, nd), dilation=per_axis(self.kernel_dilation, nd),
             feature_group_count=groups, edge_kernel=edge_kernel, edge_bias=edge_bias,
             boundary_input_grad=self.boundary_input_grad, precision=self.precision,
         )
-        if len(batch_shape) > 1:
-            y = jnp.reshape(y, batch_shape + y.shape[1:])
-        return y

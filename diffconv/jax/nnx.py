@@ -11,8 +11,7 @@ from flax.nnx.nn import dtypes
 from flax.nnx.nn.linear import canonicalize_padding, default_bias_init, default_kernel_init
 
 from ..coefficients import ghost_widths
-from . import functional as F
-from ._layer import kernel_size_tuple, per_axis
+from ._layer import apply_conv, check_input_rank, kernel_size_tuple, per_axis
 
 __all__ = ["DiffConv", "convert"]
 
@@ -73,25 +72,15 @@ class DiffConv(nnx.Conv):
 
     def __call__(self, inputs: jax.Array, out_sharding: Any = None) -> jax.Array:
         nd = len(self.kernel_size)
-        if inputs.ndim < nd + 1:
-            raise ValueError(
-                f"inputs must have at least rank {nd + 1} ((*batch, *spatial, features)) for kernel_size "
-                f"{self.kernel_size}, got shape {tuple(inputs.shape)}"
-            )
-        batch_shape = inputs.shape[: inputs.ndim - nd - 1]
-        if len(batch_shape) > 1:
-            inputs = jnp.reshape(inputs, (-1,) + inputs.shape[len(batch_shape):])
+        check_input_rank(inputs, tuple(self.kernel_size))
         values = [None if p is None else p[...] for p in (self.kernel, self.bias, self.edge_kernel, self.edge_bias)]
         inputs, kernel, bias, edge_kernel, edge_bias = self.promote_dtype((inputs, *values), dtype=self.dtype)
-        y = F.conv(
-            inputs, kernel, bias,
+        return apply_conv(
+            inputs, kernel, nd, bias=bias,
             strides=per_axis(self.strides, nd), dilation=per_axis(self.kernel_dilation, nd),
             feature_group_count=self.feature_group_count, edge_kernel=edge_kernel, edge_bias=edge_bias,
             boundary_input_grad=self.boundary_input_grad, precision=self.precision,
         )
-        if len(batch_shape) > 1:
-            y = jnp.reshape(y, batch_shape + y.shape[1:])
-        return y
 
 
 def _is_size_keeping(conv: nnx.Conv) -> bool:

@@ -20,7 +20,8 @@ import torch.nn.functional as F
 from ._coeffs import work_dtype
 from ._boundary import Geometry, Region, box_adjoint, build_box, out_view, region_weight, window_view
 
-_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+#: ``F.convNd`` by number of spatial dims.
+CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
 
 def lean_forward(
@@ -34,13 +35,12 @@ def lean_forward(
     special: bool,
 ) -> torch.Tensor:
     """Output of the fast form for batched ``x`` ``(N, C, *L)``; ``special``: edge kernel or switch off."""
-    conv = _CONV[x.dim() - 2]
+    conv = CONV[x.dim() - 2]
     y = conv(x, weight, bias, geo.strides, geo.padding, geo.dilations, groups)
     return _boundary_forward(x, weight, bias, edge_weight, edge_bias, geo, groups, special, y, geo.plans, work_dtype(x.dtype))
 
 
 def _boundary_forward(x, weight, bias, edge_weight, edge_bias, geo, groups, special, y, plans, thin):
-    conv = _CONV[x.dim() - 2]
     if not special:
         for region in geo.corrections:
             box, _ = build_box(x, region, plans, thin)
@@ -89,7 +89,7 @@ def _ordered(values: tuple[int, ...] | None, nd: int, order) -> tuple[int, ...]:
 def _thin_conv(box, w, b, geo: Geometry, groups: int, region: Region) -> torch.Tensor:
     """Convolution of a thin box (region's padding), laid out so that oneDNN runs it fast."""
     nd, order = box.dim() - 2, _thin_order(region)
-    conv = _CONV[nd]
+    conv = CONV[nd]
     strides, dils = _ordered(geo.strides, nd, order), _ordered(geo.dilations, nd, order)
     padding = _ordered(region.padding, nd, order)
     y = conv(_permute(box, order).contiguous(), _permute(w, order).contiguous(), b, strides, padding, dils, groups)

@@ -13,17 +13,13 @@ import functools
 from typing import Sequence
 
 import torch
-import torch.nn.functional as F
 
-from ._autograd import LeanConv
+from ._autograd import CONV, LeanConv
 from ._boundary import Geometry, geometry, out_view
 from ._validate import validate_conv_args
 from .padding import lagrange_pad, pad_axis
 
 __all__ = ["conv1d", "conv2d", "conv3d", "lagrange_pad"]
-
-_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
-
 
 def composite(
     x: torch.Tensor,
@@ -48,7 +44,7 @@ def composite(
     for a in reversed(range(nd)):
         p = geo.plans[a]
         padded = pad_axis(padded, 2 + a, p.kernel_size, p.dilation, p.before, p.after)
-    conv = _CONV[nd]
+    conv = CONV[nd]
     y = conv(padded, weight, bias, geo.strides, 0, geo.dilations, groups)
     if special:
         src = padded if boundary_input_grad else padded.detach()
