@@ -52,17 +52,82 @@ def _boundary_boxes(plans: Sequence[AxisPlan]) -> list[tuple[int, tuple[tuple[in
     return boxes
 
 
-def _box_input(
-    x: jax.Array, plans: Sequence[AxisPlan], a: int, box: tuple[tuple[int, int], ...], ghosts_only: bool
-) -> jax.Array:
+def _ghost_sides(plans: Sequence[AxisPlan]) -> list[tuple[int, tuple[int, int], tuple[int, int]]]:
+    """``(axis, (out_lo, out_hi), (tap_lo, tap_hi))`` per boundary side: the outputs along ``axis``
+    whose window reaches a ghost of that side, and the kernel taps along ``axis`` that can."""
+    sides = []
+    for a, p in enumerate(plans):
+        if p.n_low:
+            sides.append((a, (0, p.n_low), (0, -(-p.before // p.dilation))))
+        if p.n_high:
+            first = p.out_len - p.n_high
+            t0 = -(-(p.before + p.length - (p.out_len - 1) * p.stride) // p.dilation)
+            sides.append((a, (first, p.out_len), (max(t0, 0), p.kernel_size)))
+    return sides
+
+
+def _ghost_slab(x: jax.Array, plans: Sequence[AxisPlan], a: int, start: int, stop: int) -> jax.Array:
+    """Positions ``[start, stop)`` along axis ``a`` of the ghosts-only input ``D_a``: the ghosts
+    along ``a`` (data positions zero), whole ghost-padded axes after ``a``, data on those before
+    (the convolution zero-pads them). ``D = P - Z`` (ghost-padded minus zero-padded input) is
+    the sum of the disjoint ``D_a``, so ``conv(P) = conv(Z) + sum_a conv(D_a)``.
+
+    ``x`` holds either the whole of axis ``a`` or only the ``k*d`` samples nearest each edge.
+    """
+    nd, p, axis = len(plans), plans[a], 1 + a
+    slab = x.astype(work_dtype(x.dtype))         # corners extrapolate extrapolated samples
+    span, length = min_length(p.kernel_size, p.dilation), p.length
+    held = x.shape[axis]                          # x may hold only the samples near both edges
+    if stop <= p.before + length:                 # low ghosts only: the leading samples suffice
+        edge = lax.slice_in_dim(slab, 0, min(length, max(span, stop - p.before)), axis=axis)
+        slab = padded_window(edge, axis, p.kernel_size, p.dilation, p.before, 0, start, stop)
+    elif start >= p.before:                       # high ghosts only: the trailing samples
+        m = min(length, max(span, length + p.before - start))
+        edge = lax.slice_in_dim(slab, held - m, held, axis=axis)
+        offset = p.before + length - m
+        slab = padded_window(edge, axis, p.kernel_size, p.dilation, 0, p.after, start - offset, stop - offset)
+    else:
+        slab = padded_window(slab, axis, p.kernel_size, p.dilation, p.before, p.after, start, stop)
+    pos = np.arange(start, stop) - p.before
+    ghost = ((pos < 0) | (pos >= length)).reshape([-1 if b == a else 1 for b in range(nd)])
+    slab = slab * jnp.asarray(ghost[None, ..., None], dtype=slab.dtype)
+    for b in range(a + 1, nd):
+        q = plans[b]
+        slab = padded_window(slab, 1 + b, q.kernel_size, q.dilation, q.before, q.after, 0, q.before + q.length + q.after)
+    return slab.astype(x.dtype)
+
+
+def _axis_corrections(x, kernel, plans, a, sides, run):
+    """What the ghosts along axis ``a`` add to its boundary outputs, one array per side.
+
+    Each side convolves only the kernel taps along ``a`` that reach its ghosts. The samples
+    near both edges are gathered once (one gather: its transpose is a single scatter-add, where
+    separate slices would each leave XLA a full-size padded cotangent to hold).
+    """
+    p, axis = plans[a], 1 + a
+    span = min_length(p.kernel_size, p.dilation)
+    windows = [(lo * p.stride + t0 * p.dilation, (hi - 1) * p.stride + (t1 - 1) * p.dilation + 1)
+               for lo, hi, t0, t1 in sides]
+    near_edges = all(stop - p.before <= span if stop <= p.before + p.length else
+                     (start >= p.before and p.length + p.before - start <= span) for start, stop in windows)
+    src = x
+    if near_edges and 2 * span < p.length:
+        src = jnp.take(x, np.r_[0:span, p.length - span:p.length], axis=axis)
+    padding = [(0, 0) if b == a else ((q.before, q.after) if b < a else (0, 0)) for b, q in enumerate(plans)]
+    return [
+        run(_ghost_slab(src, plans, a, start, stop), kernel[(slice(None),) * a + (slice(t0, t1),)], padding)
+        for (start, stop), (_, _, t0, t1) in zip(windows, sides)
+    ]
+
+
+def _box_input(x: jax.Array, plans: Sequence[AxisPlan], a: int, box: tuple[tuple[int, int], ...]) -> jax.Array:
     """The ghost-padded input that the outputs in ``box`` read (VALID-conv ready).
 
-    Reads only the samples of ``x`` it needs, so its gradient stays near the edges. With
-    ``ghosts_only`` the data samples are zeroed: the zero-padded convolution already has them.
+    Reads only the samples of ``x`` it needs, so its gradient stays near the edges.
     """
     nd = len(plans)
     # Corners extrapolate already extrapolated samples: keep them in >= float32 until the end.
-    slab, outside = x.astype(work_dtype(x.dtype)), []
+    slab = x.astype(work_dtype(x.dtype))
     for b in [a] + [c for c in range(nd) if c != a]:      # the thin axis first: less work after it
         p, (lo, hi), axis = plans[b], box[b], 1 + b
         start, stop = lo * p.stride, (hi - 1) * p.stride + _extent(p)
@@ -78,13 +143,6 @@ def _box_input(
             slab = padded_window(edge, axis, p.kernel_size, p.dilation, 0, p.after, start - offset, stop - offset)
         else:
             slab = padded_window(slab, axis, p.kernel_size, p.dilation, p.before, p.after, start, stop)
-        pos = np.arange(start, stop) - p.before
-        outside.append((b, (pos < 0) | (pos >= length)))
-    if ghosts_only:
-        mask = np.zeros(slab.shape[1:-1], dtype=bool)
-        for b, out_b in outside:
-            mask = mask | out_b.reshape([-1 if c == b else 1 for c in range(nd)])
-        slab = slab * jnp.asarray(mask[None, ..., None], dtype=slab.dtype)
     return slab.astype(x.dtype)
 
 
@@ -160,21 +218,27 @@ def _conv(
     special = edge_kernel is not None or edge_bias is not None or not boundary_input_grad
     edge_k = kernel if edge_kernel is None else jnp.asarray(edge_kernel)
     edge_b = bias if edge_bias is None else edge_bias
+    if not special:
+        # Add what the ghosts contribute, side by side (scatter-adds: their transpose leaves
+        # ``out``'s cotangent alone).
+        sides = _ghost_sides(plans)
+        for a in range(nd):
+            mine = [(lo, hi, t0, t1) for b, (lo, hi), (t0, t1) in sides if b == a]
+            for (lo, hi, _, _), c in zip(mine, _axis_corrections(x, kernel, plans, a, mine, run) if mine else []):
+                out = out.at[(slice(None),) * (1 + a) + (slice(lo, hi),)].add(c)
+        return out[0] if unbatched else out
+    # Edge kernel / boundary switch: these outputs see only the ghost-padded input and the edge
+    # parameters, so they are recomputed from it.
     src = x if boundary_input_grad else lax.stop_gradient(x)
     for a, box in _boundary_boxes(plans):
         index = (slice(None), *(slice(lo, hi) for lo, hi in box))
-        if special:
-            # Replace: these outputs see only the ghost-padded input and the edge parameters.
-            strip = run(_box_input(src, plans, a, box, ghosts_only=False), edge_k, "VALID")
-            if edge_b is not None:
-                strip = strip + jnp.asarray(edge_b)
-            # Written as an add of the difference, not ``.at[].set``: XLA's SPMD partitioner
-            # (jax 0.10) mis-partitions the gradient of chained sets on a sharded axis. The
-            # cotangent of ``out`` here is ``g - g``, exactly zero, as a set would make it.
-            out = out.at[index].add(strip - out[index])
-        else:
-            # Add what the ghosts contribute (a scatter-add: its transpose leaves ``out``'s cotangent alone).
-            out = out.at[index].add(run(_box_input(x, plans, a, box, ghosts_only=True), kernel, "VALID"))
+        strip = run(_box_input(src, plans, a, box), edge_k, "VALID")
+        if edge_b is not None:
+            strip = strip + jnp.asarray(edge_b)
+        # Written as an add of the difference, not ``.at[].set``: XLA's SPMD partitioner
+        # (jax 0.10) mis-partitions the gradient of chained sets on a sharded axis. The
+        # cotangent of ``out`` here is ``g - g``, exactly zero, as a set would make it.
+        out = out.at[index].add(strip - out[index])
     return out[0] if unbatched else out
 
 

@@ -141,3 +141,17 @@ def test_reference_is_not_zero_padding():
     r = _reference(x, w, None, None, None, 1, 1, 1)
     assert rel_err(zero, r) > 1e-3
     assert np.allclose(zero[..., 1:-1, 1:-1].numpy(), r[..., 1:-1, 1:-1], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("nd,ks,dl,extra", [
+    (1, (5,), (1,), 0), (1, (3,), (3,), 1), (2, (3, 5), (1, 1), 0), (2, (5, 3), (2, 1), 3),
+    (2, (5, 5), (1, 1), 4), (3, (3, 5, 3), (1, 1, 2), 1),
+])
+def test_plain_layers_on_short_axes(nd, ks, dl, extra):
+    # Each border's ghosts come from the k*d samples at that end; from L = k*d up to 2*k*d the
+    # two ends' samples overlap, and the gradients of both must add up on the shared samples.
+    lengths = tuple(k * d + extra for k, d in zip(ks, dl))
+    _check(nd, lengths, ks, dilation=dl, bias=True, groups=2, cin=1, cout=2)
+    x, w, b, _, _ = _case(nd, lengths, ks, bias=True, cin=2, cout=2)
+    assert torch.autograd.gradcheck(lambda x, w, b: FUNCS[nd](x, w, b, 1, dl), (
+        x[:1].requires_grad_(), w.requires_grad_(), b.requires_grad_()))
