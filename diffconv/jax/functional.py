@@ -97,22 +97,37 @@ def _ghost_slab(x: jax.Array, plans: Sequence[AxisPlan], a: int, start: int, sto
     return slab.astype(x.dtype)
 
 
+def _reads_one_edge(p: AxisPlan, start: int, stop: int) -> bool:
+    """Whether padded positions ``[start, stop)`` need only the ``k*d`` samples at one edge."""
+    span = min_length(p.kernel_size, p.dilation)
+    if stop <= p.before + p.length:
+        return stop - p.before <= span
+    return start >= p.before and p.length + p.before - start <= span
+
+
+def _edge_bands(x: jax.Array, p: AxisPlan, a: int) -> jax.Array:
+    """The ``k*d`` samples at both edges of axis ``a`` (one gather), or ``x`` if they overlap.
+
+    One gather, because its transpose is a single scatter-add: separate slices would each leave
+    XLA a full-size padded cotangent to hold (1.8x the memory of the zero-padded step when
+    the input is a concatenation, as in a UNet decoder).
+    """
+    span = min_length(p.kernel_size, p.dilation)
+    if 2 * span >= p.length:
+        return x
+    return jnp.take(x, np.r_[0:span, p.length - span:p.length], axis=1 + a)
+
+
 def _axis_corrections(x, kernel, plans, a, sides, run):
     """What the ghosts along axis ``a`` add to its boundary outputs, one array per side.
 
-    Each side convolves only the kernel taps along ``a`` that reach its ghosts. The samples
-    near both edges are gathered once (one gather: its transpose is a single scatter-add, where
-    separate slices would each leave XLA a full-size padded cotangent to hold).
+    Each side convolves only the kernel taps along ``a`` that reach its ghosts, reading the
+    samples near both edges from one gather (:func:`_edge_bands`).
     """
-    p, axis = plans[a], 1 + a
-    span = min_length(p.kernel_size, p.dilation)
+    p = plans[a]
     windows = [(lo * p.stride + t0 * p.dilation, (hi - 1) * p.stride + (t1 - 1) * p.dilation + 1)
                for lo, hi, t0, t1 in sides]
-    near_edges = all(stop - p.before <= span if stop <= p.before + p.length else
-                     (start >= p.before and p.length + p.before - start <= span) for start, stop in windows)
-    src = x
-    if near_edges and 2 * span < p.length:
-        src = jnp.take(x, np.r_[0:span, p.length - span:p.length], axis=axis)
+    src = _edge_bands(x, p, a) if all(_reads_one_edge(p, *w) for w in windows) else x
     padding = [(0, 0) if b == a else ((q.before, q.after) if b < a else (0, 0)) for b, q in enumerate(plans)]
     return [
         run(_ghost_slab(src, plans, a, start, stop), kernel[(slice(None),) * a + (slice(t0, t1),)], padding)
@@ -132,13 +147,14 @@ def _box_input(x: jax.Array, plans: Sequence[AxisPlan], a: int, box: tuple[tuple
         p, (lo, hi), axis = plans[b], box[b], 1 + b
         start, stop = lo * p.stride, (hi - 1) * p.stride + _extent(p)
         length, span = p.length, min_length(p.kernel_size, p.dilation)
+        held = slab.shape[axis]             # only the edge bands of the thin axis, or all of it
         if start < p.before and stop <= p.before + length:        # low ghosts only: leading samples
             m = min(length, max(span, stop - p.before))
             edge = lax.slice_in_dim(slab, 0, m, axis=axis)
             slab = padded_window(edge, axis, p.kernel_size, p.dilation, p.before, 0, start, stop)
         elif start >= p.before and stop > p.before + length:      # high ghosts only: trailing samples
             m = min(length, max(span, length + p.before - start))
-            edge = lax.slice_in_dim(slab, length - m, length, axis=axis)
+            edge = lax.slice_in_dim(slab, held - m, held, axis=axis)
             offset = p.before + length - m
             slab = padded_window(edge, axis, p.kernel_size, p.dilation, 0, p.after, start - offset, stop - offset)
         else:
@@ -228,17 +244,26 @@ def _conv(
                 out = out.at[(slice(None),) * (1 + a) + (slice(lo, hi),)].add(c)
         return out[0] if unbatched else out
     # Edge kernel / boundary switch: these outputs see only the ghost-padded input and the edge
-    # parameters, so they are recomputed from it.
+    # parameters, so they are zeroed (a constant mask: its transpose is one elementwise product,
+    # where slicing ``out`` would leave a full-size padded cotangent per box) and recomputed.
+    boxes = _boundary_boxes(plans)
+    keep = np.ones(out.shape[1:-1], dtype=bool)
+    for _, box in boxes:
+        keep[tuple(slice(lo, hi) for lo, hi in box)] = False
+    out = out * jnp.asarray(keep[None, ..., None], dtype=out.dtype)
     src = x if boundary_input_grad else lax.stop_gradient(x)
-    for a, box in _boundary_boxes(plans):
-        index = (slice(None), *(slice(lo, hi) for lo, hi in box))
-        strip = run(_box_input(src, plans, a, box), edge_k, "VALID")
+    bands = {}
+    for a, box in boxes:
+        p = plans[a]
+        one_edge = _reads_one_edge(p, box[a][0] * p.stride, (box[a][1] - 1) * p.stride + _extent(p))
+        if one_edge and a not in bands:
+            bands[a] = _edge_bands(src, p, a)
+        strip = run(_box_input(bands[a] if one_edge else src, plans, a, box), edge_k, "VALID")
         if edge_b is not None:
             strip = strip + jnp.asarray(edge_b)
-        # Written as an add of the difference, not ``.at[].set``: XLA's SPMD partitioner
-        # (jax 0.10) mis-partitions the gradient of chained sets on a sharded axis. The
-        # cotangent of ``out`` here is ``g - g``, exactly zero, as a set would make it.
-        out = out.at[index].add(strip - out[index])
+        # A scatter-add onto the zeroed boxes, not ``.at[].set``: XLA's SPMD partitioner
+        # (jax 0.10) mis-partitions the gradient of chained sets on a sharded axis.
+        out = out.at[(slice(None), *(slice(lo, hi) for lo, hi in box))].add(strip)
     return out[0] if unbatched else out
 
 

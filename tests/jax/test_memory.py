@@ -18,11 +18,16 @@ def _planned_bytes(loss, *args) -> int:
     return ma.temp_size_in_bytes + ma.argument_size_in_bytes + ma.output_size_in_bytes - ma.alias_size_in_bytes
 
 
+OPTIONS = ["plain", "edge_kernel", "boundary_switch"]
+
+
+@pytest.mark.parametrize("option", OPTIONS)
 @pytest.mark.parametrize("k", [3, 5])
-def test_concatenated_input_keeps_no_full_size_gradient_copies(k):
-    # A UNet decoder convolves a concatenation. Slicing each border's samples out of it
-    # separately made XLA hold one full-size padded cotangent per side (1.4-1.6x the zero-padded
-    # step); one gather per axis keeps it within 4-8 % at this size.
+def test_concatenated_input_keeps_no_full_size_gradient_copies(k, option):
+    # A UNet decoder convolves a concatenation. Slicing each border's samples (or, with an edge
+    # kernel, the overwritten outputs) out separately made XLA hold one full-size padded
+    # cotangent per side: 1.76x the zero-padded step (1.25-1.79x with the options). One gather
+    # per axis and a constant mask keep it within 2-8 % at this size.
     a = jax.random.normal(jax.random.PRNGKey(0), (2, 64, 64, 16))
     b = jax.random.normal(jax.random.PRNGKey(1), (2, 64, 64, 16))
     w = jax.random.normal(jax.random.PRNGKey(2), (k, k, 32, 16)) * 0.05
@@ -33,6 +38,13 @@ def test_concatenated_input_keeps_no_full_size_gradient_copies(k):
         return jnp.mean(jnp.tanh(y) ** 2)
 
     def diff(w, a, b):
-        return jnp.mean(jnp.tanh(conv(jnp.concatenate([a, b], -1), w)) ** 2)
+        x = jnp.concatenate([a, b], -1)
+        if option == "edge_kernel":
+            y = conv(x, w, edge_kernel=0.5 * w)
+        elif option == "boundary_switch":
+            y = conv(x, w, boundary_input_grad=False)
+        else:
+            y = conv(x, w)
+        return jnp.mean(jnp.tanh(y) ** 2)
 
-    assert _planned_bytes(diff, w, a, b) <= 1.15 * _planned_bytes(zero, w, a, b)   # was 1.76
+    assert _planned_bytes(diff, w, a, b) <= 1.15 * _planned_bytes(zero, w, a, b)
