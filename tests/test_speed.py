@@ -34,6 +34,7 @@ def _saved_activations(module: nn.Module, x: torch.Tensor) -> set[int]:
     return seen - {p.untyped_storage().data_ptr() for p in module.parameters()}
 
 
+@pytest.mark.usefixtures("plain_form")
 @pytest.mark.parametrize("edge_kernel,big", [(False, True), (True, False)])
 @pytest.mark.parametrize("k", [3, 5])
 def test_diffconv_saves_no_more_than_zero_padding(k, edge_kernel, big):
@@ -79,6 +80,7 @@ LEAN_CASES = [
 ]
 
 
+@pytest.mark.usefixtures("plain_form")
 @pytest.mark.parametrize("edge,big", [(False, True), (True, True), (False, False), (True, False)])
 @pytest.mark.parametrize("case", LEAN_CASES)
 def test_lean_path_matches_reference_and_composite_gradients(case, edge, big):
@@ -198,3 +200,21 @@ def test_jax_memory_counts_arguments_outputs_and_temporaries():
     x = jnp.ones((256, 256), jnp.float32)                    # 256 KiB in, 256 KiB out
     compiled = jax.jit(lambda a: jnp.tanh(a @ a) + 1.0).lower(x).compile()
     assert 2 * x.nbytes <= _jax_memory(compiled) <= 4 * x.nbytes
+
+
+@pytest.mark.parametrize("size,padded", [(16, True), (64, True), (65, False), (96, False)])
+def test_plain_layers_pick_their_form_by_size(size, padded, monkeypatch):
+    from diffconv.torch import _autograd
+    calls = []
+    fill = _autograd.fill_padded
+    monkeypatch.setattr(_autograd, "fill_padded", lambda x, plans: calls.append(x.shape) or fill(x, plans))
+    x = torch.randn(1, 2, size, size, requires_grad=True)
+    w = torch.randn(2, 2, 3, 3, requires_grad=True)
+    y = DF.conv2d(x, w)
+    y.sum().backward()
+    assert bool(calls) == padded
+    assert size * size <= _autograd.PADDED_FORM_MAX_POSITIONS or not padded
+    # both forms give the composite form's values
+    geo = geometry((size, size), (3, 3), (1, 1), (1, 1))
+    yc = composite(x, w, None, None, None, geo=geo, groups=1, special=False, boundary_input_grad=True)
+    assert torch.allclose(y, yc, rtol=1e-5, atol=1e-4)

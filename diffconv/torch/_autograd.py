@@ -1,4 +1,10 @@
-"""The lean torch path: a zero-padded convolution plus thin boundary terms, as one autograd node.
+"""The lean torch path: one autograd node that saves only ``x`` and the weights.
+
+Plain float32/float64 layers on small maps (at most :data:`PADDED_FORM_MAX_POSITIONS` positions
+per channel) convolve a transient ghost-padded buffer; backward rebuilds it for the weight
+gradient and frees it before the input gradient (the zero-padded convolution's, plus the
+ghosts' part through thin transposed convolutions of the border regions). Everything else
+runs as follows.
 
 Forward: ``conv(x, padding=before)`` (the same call as ``padding='same'``), then either the
 ghost corrections are added onto the boundary outputs (plain layers), or the boundary output
@@ -12,13 +18,15 @@ gradient with the boundary blocks zeroed). A backward that must itself be differ
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 
 from ._coeffs import work_dtype
-from ._boundary import Geometry, Region, box_adjoint, build_box, out_view, region_weight, window_view
+from ._boundary import Geometry, Region, box_adjoint, box_shape, build_box, out_view, region_weight, window_view
+from ._padded import fill_padded
 
 #: ``F.convNd`` by number of spatial dims.
 CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
@@ -36,8 +44,28 @@ def lean_forward(
 ) -> torch.Tensor:
     """Output of the fast form for batched ``x`` ``(N, C, *L)``; ``special``: edge kernel or switch off."""
     conv = CONV[x.dim() - 2]
+    if _padded_form(x, special):
+        return conv(fill_padded(x, geo.plans), weight, bias, geo.strides, 0, geo.dilations, groups)
     y = conv(x, weight, bias, geo.strides, geo.padding, geo.dilations, groups)
     return _boundary_forward(x, weight, bias, edge_weight, edge_bias, geo, groups, special, y, geo.plans, work_dtype(x.dtype))
+
+
+#: Plain float32/float64 layers with at most this many positions per channel convolve a
+#: transient ghost-padded buffer; larger ones run the zero-padded convolution plus border
+#: corrections. Measured crossover (docs/benchmarks.md): the buffer's two fills cost more than
+#: the thin border operations at 96x96, less at 48x48 and below.
+PADDED_FORM_MAX_POSITIONS = 64 * 64
+
+#: ``None`` (choose by size), ``"padded"`` or ``"corrections"``: lets tests run both forms.
+_FORM: str | None = None
+
+
+def _padded_form(x: torch.Tensor, special: bool) -> bool:
+    if special or x.dtype not in (torch.float32, torch.float64):
+        return False
+    if _FORM is not None:
+        return _FORM == "padded"
+    return math.prod(x.shape[2:]) <= PADDED_FORM_MAX_POSITIONS
 
 
 def _boundary_forward(x, weight, bias, edge_weight, edge_bias, geo, groups, special, y, plans, thin):
@@ -54,6 +82,40 @@ def _boundary_forward(x, weight, bias, edge_weight, edge_bias, geo, groups, spec
         box, _ = build_box(x, region, plans, thin)
         out_view(y, region).copy_(_thin_conv(box, w_e, b_e, geo, groups, region))
     return y
+
+
+def _padded_grads(g, x, w, has_bias, geo, groups, need_x, need_w, need_b):
+    """Gradients of the padded form without keeping the padded buffer or its gradient.
+
+    Weights and bias: from the rebuilt buffer, freed before the input gradient exists (so the
+    peak is that of zero padding). Input: the zero-padded convolution's input gradient (the
+    buffer gradient on the data) plus the ghost part, folded onto the edge samples through thin
+    transposed convolutions of the border regions, which need only the regions' shapes.
+    """
+    dx = dw = db = None
+    if need_w or need_b:
+        padded = fill_padded(x, geo.plans)
+        _, dw, db = _conv_backward(g, padded, w, has_bias, geo, groups, [0] * len(geo.plans), [False, need_w, need_b])
+        del padded
+    if need_x:
+        dx = _conv_backward(g, x, w, False, geo, groups, geo.padding, [True, False, False])[0]
+        for region in geo.corrections:
+            gx = _thin_input_grad(out_view(g, region), box_shape(x, region), region_weight(w, region), geo, groups, region)
+            window_view(dx, region, geo.plans).add_(box_adjoint(gx, region, geo.plans))
+    return dx, dw, db
+
+
+def _thin_input_grad(g, shape, w, geo: Geometry, groups: int, region: Region) -> torch.Tensor:
+    """Input gradient of :func:`_thin_conv` for a box of ``shape`` (its values are not needed)."""
+    nd, order = len(shape) - 2, _thin_order(region)
+    strides, dils = _ordered(geo.strides, nd, order), _ordered(geo.dilations, nd, order)
+    padding = _ordered(region.padding, nd, order)
+    moved = shape if order is None else shape[:2] + [shape[2 + a] for a in order]
+    gx = torch.ops.aten.convolution_backward(
+        _permute(g, order).contiguous(), g.new_empty(1).expand(moved), _permute(w, order).contiguous(),
+        None, list(strides), list(padding), list(dils), False, [0] * nd, groups, [True, False, False],
+    )[0]
+    return _permute(gx, order, inverse=True)
 
 
 def _conv_backward(g, inp, w, bias, geo: Geometry, groups: int, padding, mask):
@@ -143,6 +205,8 @@ def _lean_grads(ctx, g, x, w, b, we, be, needs):
     thin = work_dtype(x.dtype)      # the thin boundary terms run in >= float32
     need_x, need_w, need_b, need_we, need_be = needs
     g = g.contiguous()
+    if _padded_form(x, ctx.special):
+        return (*_padded_grads(g, x, w, b is not None, geo, groups, need_x, need_w, need_b), None, None)
     if not ctx.special:
         dx, dw, db = _conv_backward(g, x, w, b is not None, geo, groups, geo.padding, [need_x, need_w, need_b])
         for region in geo.corrections:

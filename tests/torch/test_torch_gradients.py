@@ -24,6 +24,8 @@ GRAD_CASES = {
     "grouped-strided-dilated": (1, (9,), (3,), 2, 2, 2, True, True),
 }
 
+pytestmark = pytest.mark.usefixtures("plain_form")   # both fast forms of plain layers
+
 
 # Second order with an edge kernel costs seconds in 2-d (one small convolution per boundary
 # block); the 1-d edge cases ("edge-and-switch", "grouped-strided-dilated") cover it.
