@@ -202,19 +202,22 @@ def test_jax_memory_counts_arguments_outputs_and_temporaries():
     assert 2 * x.nbytes <= _jax_memory(compiled) <= 4 * x.nbytes
 
 
-@pytest.mark.parametrize("size,padded", [(16, True), (64, True), (65, False), (96, False)])
-def test_plain_layers_pick_their_form_by_size(size, padded, monkeypatch):
+@pytest.mark.parametrize("lengths,padded", [
+    ((16, 16), True), ((64, 64), True), ((65, 64), False), ((96, 96), False),
+    ((8,), False), ((4096,), False), ((6, 7, 8), True), ((40, 40, 40), True),
+])
+def test_plain_layers_pick_their_form_by_size(lengths, padded, monkeypatch):
     from diffconv.torch import _autograd
     calls = []
     fill = _autograd.fill_padded
     monkeypatch.setattr(_autograd, "fill_padded", lambda x, plans: calls.append(x.shape) or fill(x, plans))
-    x = torch.randn(1, 2, size, size, requires_grad=True)
-    w = torch.randn(2, 2, 3, 3, requires_grad=True)
-    y = DF.conv2d(x, w)
+    nd = len(lengths)
+    x = torch.randn(1, 2, *lengths, requires_grad=True)
+    w = torch.randn(2, 2, *(3,) * nd, requires_grad=True)
+    y = FUNCS[nd](x, w)
     y.sum().backward()
     assert bool(calls) == padded
-    assert size * size <= _autograd.PADDED_FORM_MAX_POSITIONS or not padded
     # both forms give the composite form's values
-    geo = geometry((size, size), (3, 3), (1, 1), (1, 1))
+    geo = geometry(tuple(lengths), (3,) * nd, (1,) * nd, (1,) * nd)
     yc = composite(x, w, None, None, None, geo=geo, groups=1, special=False, boundary_input_grad=True)
     assert torch.allclose(y, yc, rtol=1e-5, atol=1e-4)

@@ -1,7 +1,7 @@
 """The lean torch path: one autograd node that saves only ``x`` and the weights.
 
-Plain float32/float64 layers on small maps (at most :data:`PADDED_FORM_MAX_POSITIONS` positions
-per channel) convolve a transient ghost-padded buffer; backward rebuilds it for the weight
+Plain float32/float64 layers on small 2-d maps and in 3-d (:data:`PADDED_FORM_MAX_POSITIONS`)
+convolve a transient ghost-padded buffer; backward rebuilds it for the weight
 gradient and frees it before the input gradient (the zero-padded convolution's, plus the
 ghosts' part through thin transposed convolutions of the border regions). Everything else
 runs as follows.
@@ -50,11 +50,12 @@ def lean_forward(
     return _boundary_forward(x, weight, bias, edge_weight, edge_bias, geo, groups, special, y, geo.plans, work_dtype(x.dtype))
 
 
-#: Plain float32/float64 layers with at most this many positions per channel convolve a
-#: transient ghost-padded buffer; larger ones run the zero-padded convolution plus border
-#: corrections. Measured crossover (docs/benchmarks.md): the buffer's two fills cost more than
-#: the thin border operations at 96x96, less at 48x48 and below.
-PADDED_FORM_MAX_POSITIONS = 64 * 64
+#: Per number of spatial dims, the most positions per channel at which plain float32/float64
+#: layers convolve a transient ghost-padded buffer; larger ones run the zero-padded convolution
+#: plus border corrections. Measured (docs/benchmarks.md): in 2-d the buffer's two fills cost
+#: more than the thin border operations at 96x96, less at 48x48 and below; 1-d has only two
+#: cheap border terms; 3-d has six costly ones at every size tried (16^3 to 48^3).
+PADDED_FORM_MAX_POSITIONS = {1: 0, 2: 64 * 64, 3: math.inf}
 
 #: ``None`` (choose by size), ``"padded"`` or ``"corrections"``: lets tests run both forms.
 _FORM: str | None = None
@@ -65,7 +66,7 @@ def _padded_form(x: torch.Tensor, special: bool) -> bool:
         return False
     if _FORM is not None:
         return _FORM == "padded"
-    return math.prod(x.shape[2:]) <= PADDED_FORM_MAX_POSITIONS
+    return math.prod(x.shape[2:]) <= PADDED_FORM_MAX_POSITIONS[x.dim() - 2]
 
 
 def _boundary_forward(x, weight, bias, edge_weight, edge_bias, geo, groups, special, y, plans, thin):
