@@ -101,22 +101,11 @@ def _padded_grads(g, x, w, has_bias, geo, groups, need_x, need_w, need_b):
     if need_x:
         dx = _conv_backward(g, x, w, False, geo, groups, geo.padding, [True, False, False])[0]
         for region in geo.corrections:
-            gx = _thin_input_grad(out_view(g, region), box_shape(x, region), region_weight(w, region), geo, groups, region)
+            placeholder = g.new_empty(1).expand(box_shape(x, region))     # only its shape is read
+            gx, _, _ = _thin_conv_backward(out_view(g, region), placeholder, region_weight(w, region), False, geo,
+                                           groups, region, [True, False, False])
             window_view(dx, region, geo.plans).add_(box_adjoint(gx, region, geo.plans))
     return dx, dw, db
-
-
-def _thin_input_grad(g, shape, w, geo: Geometry, groups: int, region: Region) -> torch.Tensor:
-    """Input gradient of :func:`_thin_conv` for a box of ``shape`` (its values are not needed)."""
-    nd, order = len(shape) - 2, _thin_order(region)
-    strides, dils = _ordered(geo.strides, nd, order), _ordered(geo.dilations, nd, order)
-    padding = _ordered(region.padding, nd, order)
-    moved = shape if order is None else shape[:2] + [shape[2 + a] for a in order]
-    gx = torch.ops.aten.convolution_backward(
-        _permute(g, order).contiguous(), g.new_empty(1).expand(moved), _permute(w, order).contiguous(),
-        None, list(strides), list(padding), list(dils), False, [0] * nd, groups, [True, False, False],
-    )[0]
-    return _permute(gx, order, inverse=True)
 
 
 def _conv_backward(g, inp, w, bias, geo: Geometry, groups: int, padding, mask):
@@ -160,12 +149,14 @@ def _thin_conv(box, w, b, geo: Geometry, groups: int, region: Region) -> torch.T
 
 
 def _thin_conv_backward(g, box, w, bias, geo: Geometry, groups: int, region: Region, mask):
-    """Gradients of :func:`_thin_conv` (input, weight, bias)."""
+    """Gradients of :func:`_thin_conv` (input, weight, bias). The box's values are read only
+    for the weight gradient; for the others its shape suffices."""
     nd, order = box.dim() - 2, _thin_order(region)
     strides, dils = _ordered(geo.strides, nd, order), _ordered(geo.dilations, nd, order)
     padding = _ordered(region.padding, nd, order)
+    box = _permute(box, order)
     gx, gw, gb = torch.ops.aten.convolution_backward(
-        _permute(g, order).contiguous(), _permute(box, order).contiguous(), _permute(w, order).contiguous(),
+        _permute(g, order).contiguous(), box.contiguous() if mask[1] else box, _permute(w, order).contiguous(),
         [w.shape[0]] if bias else None, list(strides), list(padding), list(dils), False, [0] * nd, groups, mask,
     )
     return (None if gx is None else _permute(gx, order, inverse=True),

@@ -14,6 +14,7 @@ import torch
 
 from ..plan import AxisPlan
 from ._coeffs import ghost_tensors
+from .padding import contract
 
 
 def _data_view(t: torch.Tensor, plans: Sequence[AxisPlan], upto: int) -> torch.Tensor:
@@ -21,13 +22,6 @@ def _data_view(t: torch.Tensor, plans: Sequence[AxisPlan], upto: int) -> torch.T
     for a in range(upto):
         t = t.narrow(2 + a, plans[a].before, plans[a].length)
     return t
-
-
-def _contract(rows: torch.Tensor, src: torch.Tensor, dim: int) -> torch.Tensor:
-    """``rows @ src`` along ``dim`` (``rows.shape[0]`` entries there in the result)."""
-    if dim == src.dim() - 1:
-        return torch.nn.functional.linear(src, rows)
-    return torch.tensordot(rows, src, dims=([1], [dim])).movedim(0, dim)
 
 
 def fill_padded(x: torch.Tensor, plans: Sequence[AxisPlan]) -> torch.Tensor:
@@ -46,8 +40,8 @@ def fill_padded(x: torch.Tensor, plans: Sequence[AxisPlan]) -> torch.Tensor:
         span = p.kernel_size * p.dilation
         t, dim = _data_view(out, plans, a), 2 + a            # later axes are padded already
         if p.before:
-            t.narrow(dim, 0, p.before).copy_(_contract(low, t.narrow(dim, p.before, span), dim))
+            t.narrow(dim, 0, p.before).copy_(contract(t.narrow(dim, p.before, span), low, dim, x.dtype))
         if p.after:
             t.narrow(dim, p.before + p.length, p.after).copy_(
-                _contract(high, t.narrow(dim, p.before + p.length - span, span), dim))
+                contract(t.narrow(dim, p.before + p.length - span, span), high, dim, x.dtype))
     return out
