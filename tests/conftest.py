@@ -1,6 +1,5 @@
 """Fixtures shared by the torch tests in several folders."""
 
-
 import pytest
 
 

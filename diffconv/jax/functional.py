@@ -32,10 +32,6 @@ _DIMENSION_NUMBERS = {
 }
 
 
-def _extent(p: AxisPlan) -> int:
-    return (p.kernel_size - 1) * p.dilation + 1
-
-
 def _boundary_boxes(plans: Sequence[AxisPlan]) -> list[tuple[int, tuple[tuple[int, int], ...]]]:
     """Disjoint output boxes ``(a, ((lo, hi) per axis))`` covering every output whose window
     reaches a ghost. Box for axis ``a``: its low or high boundary outputs on axis ``a``, the
@@ -52,18 +48,39 @@ def _boundary_boxes(plans: Sequence[AxisPlan]) -> list[tuple[int, tuple[tuple[in
     return boxes
 
 
-def _ghost_sides(plans: Sequence[AxisPlan]) -> list[tuple[int, tuple[int, int], tuple[int, int]]]:
-    """``(axis, (out_lo, out_hi), (tap_lo, tap_hi))`` per boundary side: the outputs along ``axis``
-    whose window reaches a ghost of that side, and the kernel taps along ``axis`` that can."""
+def _ghost_sides(p: AxisPlan) -> list[tuple[int, int, int, int]]:
+    """``(out_lo, out_hi, tap_lo, tap_hi)`` per boundary side of one axis: the outputs whose
+    window reaches a ghost of that side, and the kernel taps along the axis that can."""
     sides = []
-    for a, p in enumerate(plans):
-        if p.n_low:
-            sides.append((a, (0, p.n_low), (0, -(-p.before // p.dilation))))
-        if p.n_high:
-            first = p.out_len - p.n_high
-            t0 = -(-(p.before + p.length - (p.out_len - 1) * p.stride) // p.dilation)
-            sides.append((a, (first, p.out_len), (max(t0, 0), p.kernel_size)))
+    if p.n_low:
+        sides.append((0, p.n_low, 0, -(-p.before // p.dilation)))
+    if p.n_high:
+        t0 = -(-(p.before + p.length - (p.out_len - 1) * p.stride) // p.dilation)
+        sides.append((p.out_len - p.n_high, p.out_len, max(t0, 0), p.kernel_size))
     return sides
+
+
+def _window(p: AxisPlan, lo: int, hi: int, t0: int = 0, t1: int | None = None) -> tuple[int, int]:
+    """Padded-axis positions ``[start, stop)`` that outputs ``lo..hi-1`` read with taps ``t0..t1-1``."""
+    t1 = p.kernel_size if t1 is None else t1
+    return lo * p.stride + t0 * p.dilation, (hi - 1) * p.stride + (t1 - 1) * p.dilation + 1
+
+
+def _padded_axis_window(slab: jax.Array, p: AxisPlan, axis: int, start: int, stop: int) -> jax.Array:
+    """Positions ``[start, stop)`` of ``slab`` ghost-padded along ``axis``, built from the samples
+    near the one edge the window reaches when it reaches only one. ``slab`` holds the whole
+    axis or, for such windows, only the ``k*d`` samples nearest each edge (:func:`_edge_bands`).
+    """
+    length, span, held = p.length, min_length(p.kernel_size, p.dilation), slab.shape[axis]
+    if start < p.before and stop <= p.before + length:        # low ghosts only: leading samples
+        edge = lax.slice_in_dim(slab, 0, min(length, max(span, stop - p.before)), axis=axis)
+        return padded_window(edge, axis, p.kernel_size, p.dilation, p.before, 0, start, stop)
+    if start >= p.before and stop > p.before + length:        # high ghosts only: trailing samples
+        m = min(length, max(span, length + p.before - start))
+        edge = lax.slice_in_dim(slab, held - m, held, axis=axis)
+        offset = p.before + length - m
+        return padded_window(edge, axis, p.kernel_size, p.dilation, 0, p.after, start - offset, stop - offset)
+    return padded_window(slab, axis, p.kernel_size, p.dilation, p.before, p.after, start, stop)
 
 
 def _ghost_slab(x: jax.Array, plans: Sequence[AxisPlan], a: int, start: int, stop: int) -> jax.Array:
@@ -74,22 +91,11 @@ def _ghost_slab(x: jax.Array, plans: Sequence[AxisPlan], a: int, start: int, sto
 
     ``x`` holds either the whole of axis ``a`` or only the ``k*d`` samples nearest each edge.
     """
-    nd, p, axis = len(plans), plans[a], 1 + a
-    slab = x.astype(work_dtype(x.dtype))         # corners extrapolate extrapolated samples
-    span, length = min_length(p.kernel_size, p.dilation), p.length
-    held = x.shape[axis]                          # x may hold only the samples near both edges
-    if stop <= p.before + length:                 # low ghosts only: the leading samples suffice
-        edge = lax.slice_in_dim(slab, 0, min(length, max(span, stop - p.before)), axis=axis)
-        slab = padded_window(edge, axis, p.kernel_size, p.dilation, p.before, 0, start, stop)
-    elif start >= p.before:                       # high ghosts only: the trailing samples
-        m = min(length, max(span, length + p.before - start))
-        edge = lax.slice_in_dim(slab, held - m, held, axis=axis)
-        offset = p.before + length - m
-        slab = padded_window(edge, axis, p.kernel_size, p.dilation, 0, p.after, start - offset, stop - offset)
-    else:
-        slab = padded_window(slab, axis, p.kernel_size, p.dilation, p.before, p.after, start, stop)
+    nd, p = len(plans), plans[a]
+    # Corners extrapolate already extrapolated samples: keep them in >= float32 until the end.
+    slab = _padded_axis_window(x.astype(work_dtype(x.dtype)), p, 1 + a, start, stop)
     pos = np.arange(start, stop) - p.before
-    ghost = ((pos < 0) | (pos >= length)).reshape([-1 if b == a else 1 for b in range(nd)])
+    ghost = ((pos < 0) | (pos >= p.length)).reshape([-1 if b == a else 1 for b in range(nd)])
     slab = slab * jnp.asarray(ghost[None, ..., None], dtype=slab.dtype)
     for b in range(a + 1, nd):
         q = plans[b]
@@ -119,14 +125,14 @@ def _edge_bands(x: jax.Array, p: AxisPlan, a: int) -> jax.Array:
 
 
 def _axis_corrections(x, kernel, plans, a, sides, run):
-    """What the ghosts along axis ``a`` add to its boundary outputs, one array per side.
+    """What the ghosts along axis ``a`` add to its boundary outputs, one array per side of
+    :func:`_ghost_sides`.
 
     Each side convolves only the kernel taps along ``a`` that reach its ghosts, reading the
     samples near both edges from one gather (:func:`_edge_bands`).
     """
     p = plans[a]
-    windows = [(lo * p.stride + t0 * p.dilation, (hi - 1) * p.stride + (t1 - 1) * p.dilation + 1)
-               for lo, hi, t0, t1 in sides]
+    windows = [_window(p, lo, hi, t0, t1) for lo, hi, t0, t1 in sides]
     src = _edge_bands(x, p, a) if all(_reads_one_edge(p, *w) for w in windows) else x
     padding = [(0, 0) if b == a else ((q.before, q.after) if b < a else (0, 0)) for b, q in enumerate(plans)]
     return [
@@ -138,27 +144,14 @@ def _axis_corrections(x, kernel, plans, a, sides, run):
 def _box_input(x: jax.Array, plans: Sequence[AxisPlan], a: int, box: tuple[tuple[int, int], ...]) -> jax.Array:
     """The ghost-padded input that the outputs in ``box`` read (VALID-conv ready).
 
-    Reads only the samples of ``x`` it needs, so its gradient stays near the edges.
+    Reads only the samples of ``x`` it needs, so its gradient stays near the edges; along axis
+    ``a`` ``x`` may hold only the edge samples (:func:`_edge_bands`).
     """
     nd = len(plans)
     # Corners extrapolate already extrapolated samples: keep them in >= float32 until the end.
     slab = x.astype(work_dtype(x.dtype))
     for b in [a] + [c for c in range(nd) if c != a]:      # the thin axis first: less work after it
-        p, (lo, hi), axis = plans[b], box[b], 1 + b
-        start, stop = lo * p.stride, (hi - 1) * p.stride + _extent(p)
-        length, span = p.length, min_length(p.kernel_size, p.dilation)
-        held = slab.shape[axis]             # only the edge bands of the thin axis, or all of it
-        if start < p.before and stop <= p.before + length:        # low ghosts only: leading samples
-            m = min(length, max(span, stop - p.before))
-            edge = lax.slice_in_dim(slab, 0, m, axis=axis)
-            slab = padded_window(edge, axis, p.kernel_size, p.dilation, p.before, 0, start, stop)
-        elif start >= p.before and stop > p.before + length:      # high ghosts only: trailing samples
-            m = min(length, max(span, length + p.before - start))
-            edge = lax.slice_in_dim(slab, held - m, held, axis=axis)
-            offset = p.before + length - m
-            slab = padded_window(edge, axis, p.kernel_size, p.dilation, 0, p.after, start - offset, stop - offset)
-        else:
-            slab = padded_window(slab, axis, p.kernel_size, p.dilation, p.before, p.after, start, stop)
+        slab = _padded_axis_window(slab, plans[b], 1 + b, *_window(plans[b], *box[b]))
     return slab.astype(x.dtype)
 
 
@@ -237,10 +230,11 @@ def _conv(
     if not special:
         # Add what the ghosts contribute, side by side (scatter-adds: their transpose leaves
         # ``out``'s cotangent alone).
-        sides = _ghost_sides(plans)
-        for a in range(nd):
-            mine = [(lo, hi, t0, t1) for b, (lo, hi), (t0, t1) in sides if b == a]
-            for (lo, hi, _, _), c in zip(mine, _axis_corrections(x, kernel, plans, a, mine, run) if mine else []):
+        for a, p in enumerate(plans):
+            sides = _ghost_sides(p)
+            if not sides:
+                continue
+            for (lo, hi, _, _), c in zip(sides, _axis_corrections(x, kernel, plans, a, sides, run)):
                 out = out.at[(slice(None),) * (1 + a) + (slice(lo, hi),)].add(c)
         return out[0] if unbatched else out
     # Edge kernel / boundary switch: these outputs see only the ghost-padded input and the edge
@@ -255,7 +249,7 @@ def _conv(
     bands = {}
     for a, box in boxes:
         p = plans[a]
-        one_edge = _reads_one_edge(p, box[a][0] * p.stride, (box[a][1] - 1) * p.stride + _extent(p))
+        one_edge = _reads_one_edge(p, *_window(p, *box[a]))
         if one_edge and a not in bands:
             bands[a] = _edge_bands(src, p, a)
         strip = run(_box_input(bands[a] if one_edge else src, plans, a, box), edge_k, "VALID")
