@@ -221,3 +221,21 @@ def test_plain_layers_pick_their_form_by_size(lengths, padded, monkeypatch):
     geo = geometry(tuple(lengths), (3,) * nd, (1,) * nd, (1,) * nd)
     yc = composite(x, w, None, None, None, geo=geo, groups=1, special=False, boundary_input_grad=True)
     assert torch.allclose(y, yc, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("lengths,ks,strides,dils", [
+    ((9,), (4,), (1,), (1,)), ((7, 8), (3, 5), (1, 1), (1, 1)), ((11, 9), (3, 3), (2, 1), (1, 2)),
+    ((5, 6, 7), (3, 2, 3), (1, 1, 1), (1, 1, 1)),
+])
+def test_fold_ghosts_is_the_transpose_of_fill_padded(lengths, ks, strides, dils):
+    """<fill_padded(x), G> == <x, fold_ghosts(G)> for random x and G: the input gradient of the
+    padded form is exactly the adjoint of building the buffer (corners included)."""
+    from diffconv.torch._padded import fill_padded, fold_ghosts, padded_shape
+    plans = geometry(lengths, ks, strides, dils).plans
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 3, *lengths, generator=gen, dtype=torch.float64)
+    grad = torch.randn(padded_shape(x, plans), generator=gen, dtype=torch.float64)
+    lhs = (fill_padded(x, plans) * grad).sum()
+    rhs = (x * fold_ghosts(grad.clone(), plans)).sum()
+    assert torch.allclose(lhs, rhs, rtol=1e-12, atol=0)
+    assert fold_ghosts(grad.clone(), plans).shape == x.shape

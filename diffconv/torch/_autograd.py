@@ -2,9 +2,8 @@
 
 Plain float32/float64 layers on small 2-d maps and in 3-d (:data:`PADDED_FORM_MAX_POSITIONS`)
 convolve a transient ghost-padded buffer; backward rebuilds it for the weight
-gradient and frees it before the input gradient (the zero-padded convolution's, plus the
-ghosts' part through thin transposed convolutions of the border regions). Everything else
-runs as follows.
+gradient and frees it before the input gradient (the padded buffer's gradient, its ghost part
+folded onto the edge samples). Everything else runs as follows.
 
 Forward: ``conv(x, padding=before)`` (the same call as ``padding='same'``), then either the
 ghost corrections are added onto the boundary outputs (plain layers), or the boundary output
@@ -25,11 +24,12 @@ import torch
 import torch.nn.functional as F
 
 from ._coeffs import work_dtype
-from ._boundary import Geometry, Region, box_adjoint, box_shape, build_box, out_view, region_weight, window_view
-from ._padded import fill_padded
+from ._boundary import Geometry, Region, box_adjoint, build_box, out_view, region_weight, window_view
+from ._padded import fill_padded, fold_ghosts, padded_shape
 
 #: ``F.convNd`` by number of spatial dims.
 CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+CONV_TRANSPOSE = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 
 
 def lean_forward(
@@ -86,12 +86,12 @@ def _boundary_forward(x, weight, bias, edge_weight, edge_bias, geo, groups, spec
 
 
 def _padded_grads(g, x, w, has_bias, geo, groups, need_x, need_w, need_b):
-    """Gradients of the padded form without keeping the padded buffer or its gradient.
+    """Gradients of the padded form without keeping the padded buffer.
 
     Weights and bias: from the rebuilt buffer, freed before the input gradient exists (so the
-    peak is that of zero padding). Input: the zero-padded convolution's input gradient (the
-    buffer gradient on the data) plus the ghost part, folded onto the edge samples through thin
-    transposed convolutions of the border regions, which need only the regions' shapes.
+    peak is that of zero padding). Input: the gradient on the padded buffer (one transposed
+    convolution), whose ghost part :func:`fold_ghosts` adds onto the edge samples; ``dx`` is
+    a view of its data part.
     """
     dx = dw = db = None
     if need_w or need_b:
@@ -99,12 +99,14 @@ def _padded_grads(g, x, w, has_bias, geo, groups, need_x, need_w, need_b):
         _, dw, db = _conv_backward(g, padded, w, has_bias, geo, groups, [0] * len(geo.plans), [False, need_w, need_b])
         del padded
     if need_x:
-        dx = _conv_backward(g, x, w, False, geo, groups, geo.padding, [True, False, False])[0]
-        for region in geo.corrections:
-            placeholder = g.new_empty(1).expand(box_shape(x, region))     # only its shape is read
-            gx, _, _ = _thin_conv_backward(out_view(g, region), placeholder, region_weight(w, region), False, geo,
-                                           groups, region, [True, False, False])
-            window_view(dx, region, geo.plans).add_(box_adjoint(gx, region, geo.plans))
+        # A transposed convolution, not convolution_backward: that one wants an input tensor
+        # of the buffer's shape (and makes even a placeholder for it contiguous).
+        extra = [
+            L - ((n - 1) * s + d * (p.kernel_size - 1) + 1)
+            for L, n, s, d, p in zip(padded_shape(x, geo.plans)[2:], g.shape[2:], geo.strides, geo.dilations, geo.plans)
+        ]
+        dp = CONV_TRANSPOSE[x.dim() - 2](g, w, None, geo.strides, 0, extra, groups, geo.dilations)
+        dx = fold_ghosts(dp, geo.plans)
     return dx, dw, db
 
 

@@ -238,11 +238,6 @@ def build_box(
     return t, tuple(w0 for w0, _ in rec.windows)
 
 
-def box_shape(x: torch.Tensor, region: Region) -> list[int]:
-    """Shape of the box :func:`build_box` makes for ``region`` from ``x``."""
-    return list(x.shape[:2]) + [r.hi - r.lo + 1 for r in region.ranges]
-
-
 def box_adjoint(g: torch.Tensor, region: Region, plans: Sequence[AxisPlan]) -> torch.Tensor:
     """Transpose of :func:`build_box`: gradient on the box -> gradient on the data window."""
     plans = tuple(plans)

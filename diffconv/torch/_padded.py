@@ -1,9 +1,10 @@
-"""The ghost-padded input as one preallocated buffer.
+"""The ghost-padded input as one preallocated buffer, and the transpose of building it.
 
 :func:`fill_padded` writes ``x`` into the middle of the buffer and the ghosts around it, axis by
 axis: last axis first, over the data rows of the axes still to come; later passes extrapolate
 whole padded rows, which fills the corners (the tensor product, as
-:func:`diffconv.torch.padding.lagrange_pad` does).
+:func:`diffconv.torch.padding.lagrange_pad` does). :func:`fold_ghosts` is its transpose: it
+turns a gradient on the padded buffer into the gradient on ``x``.
 """
 
 from __future__ import annotations
@@ -24,13 +25,17 @@ def _data_view(t: torch.Tensor, plans: Sequence[AxisPlan], upto: int) -> torch.T
     return t
 
 
+def padded_shape(x: torch.Tensor, plans: Sequence[AxisPlan]) -> list[int]:
+    """Shape of the ghost-padded buffer of ``x`` ``(N, C, *L)``."""
+    return list(x.shape[:2]) + [p.before + p.length + p.after for p in plans]
+
+
 def fill_padded(x: torch.Tensor, plans: Sequence[AxisPlan]) -> torch.Tensor:
     """The ghost-padded input ``(N, C, *(before + L + after))`` of ``x`` ``(N, C, *L)``.
 
     Float32/float64 only (the ghosts are computed in ``x``'s dtype)."""
     nd = len(plans)
-    shape = list(x.shape[:2]) + [p.before + p.length + p.after for p in plans]
-    out = x.new_empty(shape)
+    out = x.new_empty(padded_shape(x, plans))
     _data_view(out, plans, nd).copy_(x)
     for a in reversed(range(nd)):
         p = plans[a]
@@ -45,3 +50,24 @@ def fill_padded(x: torch.Tensor, plans: Sequence[AxisPlan]) -> torch.Tensor:
             t.narrow(dim, p.before + p.length, p.after).copy_(
                 contract(t.narrow(dim, p.before + p.length - span, span), high, dim, x.dtype))
     return out
+
+
+def fold_ghosts(grad: torch.Tensor, plans: Sequence[AxisPlan]) -> torch.Tensor:
+    """Gradient on ``x`` from ``grad`` on its ghost-padded buffer ``(N, C, *(before + L + after))``.
+
+    Adds each ghost's gradient onto the edge samples it was extrapolated from, in place, axis by
+    axis in the reverse order of :func:`fill_padded` (first axis first, so that a corner's
+    gradient travels through both of its axes); returns the data part of ``grad`` (a view).
+    """
+    for a, p in enumerate(plans):
+        if p.before == 0 and p.after == 0:
+            continue
+        low, high = ghost_tensors(p.kernel_size, p.dilation, p.before, p.after, grad.device, grad.dtype)
+        span = p.kernel_size * p.dilation
+        t, dim = _data_view(grad, plans, a), 2 + a
+        if p.before:
+            t.narrow(dim, p.before, span).add_(contract(t.narrow(dim, 0, p.before), low.T, dim, grad.dtype))
+        if p.after:
+            t.narrow(dim, p.before + p.length - span, span).add_(
+                contract(t.narrow(dim, p.before + p.length, p.after), high.T, dim, grad.dtype))
+    return _data_view(grad, plans, len(plans))
