@@ -203,7 +203,7 @@ def test_jax_memory_counts_arguments_outputs_and_temporaries():
 
 
 @pytest.mark.parametrize("lengths,padded", [
-    ((16, 16), True), ((64, 64), True), ((65, 64), False), ((96, 96), False),
+    ((16, 16), True), ((96, 96), True), ((128, 128), True), ((129, 128), False), ((160, 160), False),
     ((8,), False), ((4096,), False), ((6, 7, 8), True), ((40, 40, 40), True),
 ])
 def test_plain_layers_pick_their_form_by_size(lengths, padded, monkeypatch):

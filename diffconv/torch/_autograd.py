@@ -52,10 +52,11 @@ def lean_forward(
 
 #: Per number of spatial dims, the most positions per channel at which plain float32/float64
 #: layers convolve a transient ghost-padded buffer; larger ones run the zero-padded convolution
-#: plus border corrections. Measured (docs/benchmarks.md): in 2-d the buffer's two fills cost
-#: more than the thin border operations at 96x96, less at 48x48 and below; 1-d has only two
-#: cheap border terms; 3-d has six costly ones at every size tried (16^3 to 48^3).
-PADDED_FORM_MAX_POSITIONS = {1: 0, 2: 64 * 64, 3: math.inf}
+#: plus border corrections. Measured (docs/benchmarks.md): in 2-d the buffer (two fills, and
+#: its input gradient from one transposed convolution) beat the thin border operations up to
+#: 128x128 and lost at 160x160; 1-d has only two cheap border terms; 3-d has six costly ones at
+#: every size tried (16^3 to 48^3).
+PADDED_FORM_MAX_POSITIONS = {1: 0, 2: 128 * 128, 3: math.inf}
 
 #: ``None`` (choose by size), ``"padded"`` or ``"corrections"``: lets tests run both forms.
 _FORM: str | None = None
