@@ -152,14 +152,12 @@ def _thin_conv(box, w, b, geo: Geometry, groups: int, region: Region) -> torch.T
 
 
 def _thin_conv_backward(g, box, w, bias, geo: Geometry, groups: int, region: Region, mask):
-    """Gradients of :func:`_thin_conv` (input, weight, bias). The box's values are read only
-    for the weight gradient; for the others its shape suffices."""
+    """Gradients of :func:`_thin_conv` (input, weight, bias)."""
     nd, order = box.dim() - 2, _thin_order(region)
     strides, dils = _ordered(geo.strides, nd, order), _ordered(geo.dilations, nd, order)
     padding = _ordered(region.padding, nd, order)
-    box = _permute(box, order)
     gx, gw, gb = torch.ops.aten.convolution_backward(
-        _permute(g, order).contiguous(), box.contiguous() if mask[1] else box, _permute(w, order).contiguous(),
+        _permute(g, order).contiguous(), _permute(box, order).contiguous(), _permute(w, order).contiguous(),
         [w.shape[0]] if bias else None, list(strides), list(padding), list(dils), False, [0] * nd, groups, mask,
     )
     return (None if gx is None else _permute(gx, order, inverse=True),
