@@ -42,12 +42,17 @@ def lean_forward(
     groups: int,
     special: bool,
 ) -> torch.Tensor:
-    """Output of the fast form for batched ``x`` ``(N, C, *L)``; ``special``: edge kernel or switch off."""
+    """Output of the zero-padded convolution plus border terms for batched ``x`` ``(N, C, *L)``;
+    ``special``: edge kernel or switch off."""
     conv = CONV[x.dim() - 2]
-    if _padded_form(x, special):
-        return conv(fill_padded(x, geo.plans), weight, bias, geo.strides, 0, geo.dilations, groups)
     y = conv(x, weight, bias, geo.strides, geo.padding, geo.dilations, groups)
     return _boundary_forward(x, weight, bias, edge_weight, edge_bias, geo, groups, special, y, geo.plans, work_dtype(x.dtype))
+
+
+def padded_forward(x, weight, bias, geo: Geometry, groups: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Output of the padded-buffer form, and the buffer's ghost blocks (kept for backward)."""
+    padded, ghosts = fill_padded(x, geo.plans)
+    return CONV[x.dim() - 2](padded, weight, bias, geo.strides, 0, geo.dilations, groups), ghosts
 
 
 #: Per number of spatial dims, the most positions per channel at which plain float32/float64
@@ -86,17 +91,17 @@ def _boundary_forward(x, weight, bias, edge_weight, edge_bias, geo, groups, spec
     return y
 
 
-def _padded_grads(g, x, w, has_bias, geo, groups, need_x, need_w, need_b):
+def _padded_grads(g, x, w, has_bias, geo, groups, ghosts, need_x, need_w, need_b):
     """Gradients of the padded form without keeping the padded buffer.
 
-    Weights and bias: from the rebuilt buffer, freed before the input gradient exists (so the
-    peak is that of zero padding). Input: the gradient on the padded buffer (one transposed
+    Weights and bias: from the buffer rebuilt from ``x`` and the forward pass's ghost blocks
+    (copied, not extrapolated again), freed before the input gradient exists. Input: the gradient on the padded buffer (one transposed
     convolution), whose ghost part :func:`fold_ghosts` adds onto the edge samples; ``dx`` is
     a view of its data part.
     """
     dx = dw = db = None
     if need_w or need_b:
-        padded = fill_padded(x, geo.plans)
+        padded, _ = fill_padded(x, geo.plans, ghosts)
         _, dw, db = _conv_backward(g, padded, w, has_bias, geo, groups, [0] * len(geo.plans), [False, need_w, need_b])
         del padded
     if need_x:
@@ -171,6 +176,11 @@ class LeanConv(torch.autograd.Function):
     def forward(ctx, x, weight, bias, edge_weight, edge_bias, geo, groups, special, boundary_input_grad, composite):
         ctx.geo, ctx.groups, ctx.special, ctx.bgrad, ctx.composite = geo, groups, special, boundary_input_grad, composite
         ctx.save_for_backward(x, weight, bias, edge_weight, edge_bias)
+        if _padded_form(x, special):
+            # The ghost blocks are small (the buffer's rim); keeping them spares the backward
+            # pass the strided reads of the edge samples that extrapolating them again costs.
+            y, ctx.ghosts = padded_forward(x, weight, bias, geo, groups)
+            return y
         return lean_forward(x, weight, bias, edge_weight, edge_bias, geo, groups, special)
 
     @staticmethod
@@ -199,7 +209,8 @@ def _lean_grads(ctx, g, x, w, b, we, be, needs):
     need_x, need_w, need_b, need_we, need_be = needs
     g = g.contiguous()
     if _padded_form(x, ctx.special):
-        return (*_padded_grads(g, x, w, b is not None, geo, groups, need_x, need_w, need_b), None, None)
+        ghosts, ctx.ghosts = ctx.ghosts, None
+        return (*_padded_grads(g, x, w, b is not None, geo, groups, ghosts, need_x, need_w, need_b), None, None)
     if not ctx.special:
         dx, dw, db = _conv_backward(g, x, w, b is not None, geo, groups, geo.padding, [need_x, need_w, need_b])
         for region in geo.corrections:
