@@ -174,9 +174,23 @@ def test_speed_quick_writes_documented_json(tmp_path):
     assert {(r["framework"], r["model"]) for r in data["results"]} == {("torch", "stack"), ("torch", "unet")}
     for r in data["results"]:
         assert set(RESULT_KEYS) <= set(r)
-        for key in ("time_ratio", "memory_ratio", "time_zero_s", "time_diff_s"):
+        for key in ("time_ratio", "time_ratio_paired", "memory_ratio", "time_zero_s", "time_diff_s"):
             assert math.isfinite(r[key]) and r[key] > 0
+        assert r["time_ratio_q1"] <= r["time_ratio_paired"] <= r["time_ratio_q3"]
         assert r["memory_zero_bytes"] > 0 and r["memory_diff_bytes"] > 0
+
+
+def test_paired_ratio_is_the_median_of_per_round_ratios():
+    """Per-round ratios 1.5, 1, 1.5, 0.5: their median is 1.25, while the ratio of the two
+    medians (3 / 3) is 1; the report keeps both."""
+    from diffconv.commands.speed import _result
+
+    times = {"zero": [1.0, 2.0, 4.0, 8.0], "diff": [1.5, 2.0, 6.0, 4.0]}
+    settings = {"batch": 1, "size": 8, "channels": 2, "repeats": 4}
+    r = _result("torch", "stack", 3, "cpu", "float32", settings, times, {"zero": 10, "diff": 11}, "test")
+    assert r.time_ratio == pytest.approx(1.0)
+    assert r.time_ratio_paired == pytest.approx(1.25)
+    assert r.time_ratio_q1 <= 1.0 and r.time_ratio_q3 >= 1.5
 
 
 @pytest.mark.parametrize("argv,match", [

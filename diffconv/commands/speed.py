@@ -24,14 +24,19 @@ from typing import Any, Callable
 
 RESULT_KEYS = (
     "framework", "model", "kernel_size", "device", "dtype", "batch", "size", "channels", "repeats",
-    "time_zero_s", "time_diff_s", "time_ratio", "memory_zero_bytes", "memory_diff_bytes", "memory_ratio",
+    "time_zero_s", "time_diff_s", "time_ratio", "time_ratio_paired", "time_ratio_q1", "time_ratio_q3",
+    "memory_zero_bytes", "memory_diff_bytes", "memory_ratio",
     "memory_method",
 )
 
 
 @dataclass
 class Result:
-    """One row of the report; times are medians over ``repeats`` steps."""
+    """One row of the report; times are medians over ``repeats`` steps.
+
+    ``time_ratio``: ratio of the two medians; ``time_ratio_paired``: median of the per-round
+    ratios (each DiffConv step over the zero-padded step run next to it), with its quartiles
+    ``time_ratio_q1``/``time_ratio_q3`` as a measure of the machine's noise."""
 
     framework: str
     model: str
@@ -45,6 +50,9 @@ class Result:
     time_zero_s: float
     time_diff_s: float
     time_ratio: float
+    time_ratio_paired: float
+    time_ratio_q1: float
+    time_ratio_q3: float
     memory_zero_bytes: int
     memory_diff_bytes: int
     memory_ratio: float
@@ -231,8 +239,9 @@ def _run_torch(model: str, k: int, s: dict[str, Any], device: str, dtype_name: s
             step()
     sync()
     times: dict[str, list[float]] = {name: [] for name, _ in cases}
-    for _ in range(s["repeats"]):
-        for name, step in cases:
+    for r in range(s["repeats"]):
+        # Alternate which variant goes first, so that neither always runs right after the other.
+        for name, step in (cases if r % 2 == 0 else cases[::-1]):
             sync()
             t0 = clock()
             step()
@@ -364,8 +373,8 @@ def _run_jax(model: str, k: int, s: dict[str, Any], device: str, dtype_name: str
         for _, compiled, state in cases:
             run_once(compiled, state)
     times: dict[str, list[float]] = {name: [] for name, _, _ in cases}
-    for _ in range(s["repeats"]):
-        for name, compiled, state in cases:
+    for r in range(s["repeats"]):
+        for name, compiled, state in (cases if r % 2 == 0 else cases[::-1]):
             t0 = time.perf_counter()
             run_once(compiled, state)
             times[name].append(time.perf_counter() - t0)
@@ -380,23 +389,28 @@ def _run_jax(model: str, k: int, s: dict[str, Any], device: str, dtype_name: str
 def _result(framework: str, model: str, k: int, device: str, dtype_name: str, s: dict[str, Any],
             times: dict[str, list[float]], memory: dict[str, int], method: str) -> Result:
     tz, td = statistics.median(times["zero"]), statistics.median(times["diff"])
+    paired = [d / z for z, d in zip(times["zero"], times["diff"])]
+    q1, _, q3 = statistics.quantiles(paired, n=4) if len(paired) > 1 else (paired[0],) * 3
     mz, md = memory["zero"], memory["diff"]
     return Result(
         framework=framework, model=model, kernel_size=k, device=device, dtype=dtype_name,
         batch=s["batch"] or _default_batch(model), size=s["size"], channels=s["channels"], repeats=s["repeats"],
         time_zero_s=tz, time_diff_s=td, time_ratio=td / tz,
+        time_ratio_paired=statistics.median(paired), time_ratio_q1=q1, time_ratio_q3=q3,
         memory_zero_bytes=int(mz), memory_diff_bytes=int(md), memory_ratio=(md / mz) if mz else math.nan,
         memory_method=method, time_zero_all_s=times["zero"], time_diff_all_s=times["diff"],
     )
 
 
 def _table(results: list[Result]) -> str:
-    head = f"{'framework':9s} {'model':5s} {'k':>2s} {'zero ms':>9s} {'diff ms':>9s} {'time x':>7s} {'zero MB':>9s} {'diff MB':>9s} {'mem x':>6s}"
+    head = (f"{'framework':9s} {'model':5s} {'k':>2s} {'zero ms':>9s} {'diff ms':>9s} {'time x':>7s} "
+            f"{'paired x (q1-q3)':>19s} {'zero MB':>9s} {'diff MB':>9s} {'mem x':>6s}")
     lines = [head, "-" * len(head)]
     for r in results:
         lines.append(
             f"{r.framework:9s} {r.model:5s} {r.kernel_size:2d} {1e3 * r.time_zero_s:9.1f} {1e3 * r.time_diff_s:9.1f} "
-            f"{r.time_ratio:7.3f} {r.memory_zero_bytes / 2**20:9.1f} {r.memory_diff_bytes / 2**20:9.1f} {r.memory_ratio:6.3f}"
+            f"{r.time_ratio:7.3f} {r.time_ratio_paired:6.3f} ({r.time_ratio_q1:.2f}-{r.time_ratio_q3:.2f}) "
+            f"{r.memory_zero_bytes / 2**20:9.1f} {r.memory_diff_bytes / 2**20:9.1f} {r.memory_ratio:6.3f}"
         )
     return "\n".join(lines)
 
