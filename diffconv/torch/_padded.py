@@ -38,7 +38,7 @@ def fill_padded(
     ghost blocks (per padded axis, last first: the low block, then the high one).
 
     ``ghosts``: the blocks of an earlier fill of the same ``x``, copied in instead of computed
-    again (the backward pass rebuilds the buffer this way). Float32/float64 only (the ghosts
+    again (the backward pass rebuilds the buffer this way); ``None`` entries are computed. Float32/float64 only (the ghosts
     are computed in ``x``'s dtype)."""
     nd = len(plans)
     out = x.new_empty(padded_shape(x, plans))
@@ -54,11 +54,10 @@ def fill_padded(
                                         (p.before + p.length, p.after, p.before + p.length - span, 1)):
             if width == 0:
                 continue
-            if given is None:
+            block = next(given) if given is not None else None
+            if block is None:
                 rows = ghost_tensors(p.kernel_size, p.dilation, p.before, p.after, x.device, x.dtype)[side]
                 block = contract(t.narrow(dim, src, span), rows, dim, x.dtype)
-            else:
-                block = next(given)
             t.narrow(dim, start, width).copy_(block)
             made.append(block)
     return out, made
