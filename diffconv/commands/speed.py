@@ -79,6 +79,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cpu-time", action="store_true",
                         help="time with the process CPU clock instead of the wall clock (torch on CPU; steadier "
                              "on a shared machine, but counts every thread's time)")
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="glibc only: keep freed heap memory mapped instead of returning it to the system "
+                             "(mallopt M_TRIM_THRESHOLD), so that each step does not page-fault its buffers in "
+                             "again; applies to both variants (see docs/benchmarks.md)")
     parser.add_argument("--json", type=str, default=None, metavar="PATH", help="write the results as JSON")
     parser.add_argument("--quick", action="store_true",
                         help="tiny shapes and 2 repeats: checks that everything runs, numbers mean little")
@@ -415,6 +419,27 @@ def _table(results: list[Result]) -> str:
     return "\n".join(lines)
 
 
+def keep_freed_memory() -> None:
+    """Tell glibc's allocator to keep freed memory mapped for the rest of the process.
+
+    By default glibc returns the top of the heap to the system once more than a threshold is
+    free (and that threshold tracks the largest buffer freed so far), so a training step whose
+    buffers are freed at its end faults their pages in again next step. Raises ``RuntimeError``
+    where the C library has no ``mallopt`` (not glibc)."""
+    import ctypes
+    import ctypes.util
+
+    m_trim_threshold, m_mmap_threshold = -1, -3                  # glibc's <malloc.h> parameters
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError) as e:
+        raise RuntimeError(f"--keep-freed-memory needs glibc's mallopt: {e}") from None
+    # Trimming only above 1 GiB; buffers up to 32 MiB (glibc's largest allowed value) on the heap.
+    if not (mallopt(m_trim_threshold, 2**30) and mallopt(m_mmap_threshold, 32 * 2**20)):
+        raise RuntimeError("--keep-freed-memory: mallopt refused the settings")
+
+
 def _machine() -> dict[str, Any]:
     import os
 
@@ -441,6 +466,9 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     s["threads"] = args.threads
     s["cpu_time"] = bool(args.cpu_time)
+    s["keep_freed_memory"] = bool(args.keep_freed_memory)
+    if args.keep_freed_memory:
+        keep_freed_memory()
     frameworks = list(dict.fromkeys(args.framework))
     if "jax" in frameworks and not _jax_available():
         print("diffconv.jax is not importable: skipping the jax measurements")
