@@ -1,9 +1,10 @@
-"""The lean torch path: one autograd node that saves only ``x`` and the weights.
+"""The lean torch path: one autograd node that saves ``x`` and the weights (and, in the
+padded form, the buffer's thin ghost rim along the last axis).
 
 Plain float32/float64 layers on small 2-d maps and in 3-d (:data:`PADDED_FORM_MAX_POSITIONS`)
-convolve a transient ghost-padded buffer; backward rebuilds it for the weight
-gradient and frees it before the input gradient (the padded buffer's gradient, its ghost part
-folded onto the edge samples). Everything else runs as follows.
+convolve a transient ghost-padded buffer; backward rebuilds it for the weight gradient (copying
+the kept ghost blocks in) and frees it before the input gradient (the padded buffer's
+gradient, its ghost part folded onto the edge samples). Everything else runs as follows.
 
 Forward: ``conv(x, padding=before)`` (the same call as ``padding='same'``), then either the
 ghost corrections are added onto the boundary outputs (plain layers), or the boundary output
