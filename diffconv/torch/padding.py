@@ -22,12 +22,19 @@ def contract(src: torch.Tensor, rows: torch.Tensor, dim: int, out_dtype: torch.d
         # Autocast would run this matmul in bfloat16/float16.
         with torch.autocast(src.device.type, enabled=False):
             return contract(src, rows, dim, out_dtype)
-    src = src.to(rows.dtype)
-    if dim in (-1, src.dim() - 1) and src.is_contiguous():
-        return F.linear(src, rows).to(out_dtype)
-    # A batched ``rows @ src`` reads strided operands in place; moving ``dim`` last for
-    # ``F.linear`` made a strided copy first (2-4x slower on thin edge slices).
-    return torch.matmul(rows, src.movedim(dim, -2)).movedim(-2, dim).to(out_dtype)
+    if src.dtype != rows.dtype:
+        src = src.to(rows.dtype)
+    nd = src.dim()
+    dim = dim % nd
+    if dim == nd - 1 and src.is_contiguous():
+        out = F.linear(src, rows)
+    elif dim == nd - 2:
+        out = torch.matmul(rows, src)
+    else:
+        # A batched ``rows @ src`` reads strided operands in place; moving ``dim`` last for
+        # ``F.linear`` made a strided copy first (2-4x slower on thin edge slices).
+        out = torch.matmul(rows, src.movedim(dim, -2)).movedim(-2, dim)
+    return out if out.dtype == out_dtype else out.to(out_dtype)
 
 
 def pad_axis(x: torch.Tensor, dim: int, kernel_size: int, dilation: int, before: int, after: int) -> torch.Tensor:
