@@ -96,9 +96,9 @@ def _padded_grads(g, x, w, has_bias, geo, groups, ghosts, need_x, need_w, need_b
     """Gradients of the padded form without keeping the padded buffer.
 
     Weights and bias: from the buffer rebuilt from ``x`` and the forward pass's ghost blocks
-    (copied, not extrapolated again), freed before the input gradient exists. Input: the gradient on the padded buffer (one transposed
-    convolution), whose ghost part :func:`fold_ghosts` adds onto the edge samples; ``dx`` is
-    a view of its data part.
+    (copied, not extrapolated again; ``None`` entries are), freed before the input gradient
+    exists. Input: the gradient on the padded buffer (one transposed convolution), whose ghost
+    part :func:`fold_ghosts` adds onto the edge samples; ``dx`` is a view of its data part.
     """
     dx = dw = db = None
     if need_w or need_b:
@@ -185,8 +185,9 @@ class LeanConv(torch.autograd.Function):
             y, ghosts = padded_forward(x, weight, bias, geo, groups)
             last = geo.plans[-1]
             kept = (last.before > 0) + (last.after > 0)
-            ctx.ghosts = ghosts[:kept] + [None] * (len(ghosts) - kept)
+            ctx.padded, ctx.ghosts = True, ghosts[:kept] + [None] * (len(ghosts) - kept)
             return y
+        ctx.padded = False
         return lean_forward(x, weight, bias, edge_weight, edge_bias, geo, groups, special)
 
     @staticmethod
@@ -214,8 +215,8 @@ def _lean_grads(ctx, g, x, w, b, we, be, needs):
     thin = work_dtype(x.dtype)      # the thin boundary terms run in >= float32
     need_x, need_w, need_b, need_we, need_be = needs
     g = g.contiguous()
-    if _padded_form(x, ctx.special):
-        ghosts, ctx.ghosts = ctx.ghosts, None
+    if ctx.padded:
+        ghosts, ctx.ghosts = ctx.ghosts, None        # a second backward (retain_graph) recomputes them
         return (*_padded_grads(g, x, w, b is not None, geo, groups, ghosts, need_x, need_w, need_b), None, None)
     if not ctx.special:
         dx, dw, db = _conv_backward(g, x, w, b is not None, geo, groups, geo.padding, [need_x, need_w, need_b])
