@@ -50,6 +50,7 @@ def _blocks(plans: tuple[AxisPlan, ...]) -> tuple[_Block, ...]:
 
 @functools.lru_cache(maxsize=512)
 def _data_index(plans: tuple[AxisPlan, ...]) -> tuple[slice, ...]:
+    """Index of the data (non-ghost) part of the buffer."""
     return (slice(None), slice(None)) + tuple(slice(p.before, p.before + p.length) for p in plans)
 
 
