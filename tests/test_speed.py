@@ -283,15 +283,21 @@ def test_padded_form_backward_twice_with_retain_graph(plain_form):
 
 def test_keep_freed_memory_stops_page_faults_on_reallocation():
     """After ``keep_freed_memory`` a freed 8 MiB buffer's pages stay mapped: allocating and
-    touching another one faults (almost) no pages in, where glibc's default may fault all 2048."""
-    import resource
+    touching another one faults (almost) no pages in, where glibc's default may fault all 2048.
+    Runs in a child process: the setting lasts for the whole process."""
+    import subprocess
+    import sys
 
-    from diffconv.commands.speed import keep_freed_memory
-
-    keep_freed_memory()
-    for _ in range(3):                                  # settle the heap at this size
-        torch.ones(2**21).sum()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(5):
-        torch.ones(2**21).sum()                        # 8 MiB, written in full
-    assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before < 200
+    script = """
+import resource, torch
+from diffconv.commands.speed import keep_freed_memory
+keep_freed_memory()
+for _ in range(3):                  # settle the heap at this size
+    torch.ones(2**21).sum()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(5):
+    torch.ones(2**21).sum()         # 8 MiB, written in full
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert int(out.stdout.strip().splitlines()[-1]) < 200

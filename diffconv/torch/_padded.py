@@ -49,6 +49,12 @@ def _blocks(plans: tuple[AxisPlan, ...]) -> tuple[_Block, ...]:
 
 
 @functools.lru_cache(maxsize=512)
+def _fold_order(plans: tuple[AxisPlan, ...]) -> tuple[_Block, ...]:
+    """The blocks in the order :func:`fold_ghosts` folds them: first axis first."""
+    return tuple(sorted(_blocks(plans), key=lambda b: (b.axis, b.side)))
+
+
+@functools.lru_cache(maxsize=512)
 def _data_index(plans: tuple[AxisPlan, ...]) -> tuple[slice, ...]:
     """Index of the data (non-ghost) part of the buffer."""
     return (slice(None), slice(None)) + tuple(slice(p.before, p.before + p.length) for p in plans)
@@ -91,7 +97,7 @@ def fold_ghosts(grad: torch.Tensor, plans: Sequence[AxisPlan]) -> torch.Tensor:
     gradient travels through both of its axes); returns the data part of ``grad`` (a view).
     """
     plans = tuple(plans)
-    for b in sorted(_blocks(plans), key=lambda b: (b.axis, b.side)):
+    for b in _fold_order(plans):
         p = plans[b.axis]
         rows = ghost_tensors(p.kernel_size, p.dilation, p.before, p.after, grad.device, grad.dtype)[b.side]
         grad[b.source].add_(contract(grad[b.block], rows.T, 2 + b.axis, grad.dtype))
