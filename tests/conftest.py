@@ -3,7 +3,7 @@
 import pytest
 
 
-@pytest.fixture(params=["padded", "corrections"])
+@pytest.fixture(params=["padded", "corrections", "banded"])
 def plain_form(request, monkeypatch):
     """Run a test through each fast form of plain layers (the size normally picks one)."""
     from diffconv.torch import _autograd

@@ -76,6 +76,10 @@ LEAN_CASES = [
     (1, (9,), (4,), 2, 1, 1),
     (2, (5, 9), (5, 3), (2, 1), (1, 3), 2),
     (2, (7, 8), (3, 7), (3, 2), 1, 1),
+    # the banded form's cases (2-d, stride 1, square odd kernel): short, non-square, grouped
+    (2, (5, 5), (5, 5), 1, 1, 1),
+    (2, (7, 12), (3, 3), 1, 1, 2),
+    (2, (15, 9), (7, 7), 1, 1, 1),
     (3, (6, 4, 6), (3, 2, 3), (1, 2, 2), (2, 1, 1), 1),
 ]
 
@@ -216,23 +220,29 @@ def test_jax_memory_counts_arguments_outputs_and_temporaries():
     assert 2 * x.nbytes <= _jax_memory(compiled) <= 4 * x.nbytes
 
 
-@pytest.mark.parametrize("lengths,padded", [
-    ((16, 16), True), ((96, 96), True), ((128, 128), True), ((129, 128), False), ((160, 160), False),
-    ((8,), False), ((4096,), False), ((6, 7, 8), True), ((40, 40, 40), True),
+@pytest.mark.parametrize("lengths,k,stride,form", [
+    ((16, 16), 3, 1, "padded"), ((48, 63), 5, 1, "padded"), ((64, 64), 3, 1, "banded"), ((96, 96), 5, 1, "banded"),
+    ((200, 160), 3, 1, "banded"), ((96, 96), 3, 2, "padded"), ((128, 128), 3, 2, "padded"),
+    ((129, 128), 3, 2, "corrections"), ((160, 160), 3, 2, "corrections"),
+    ((8,), 3, 1, "corrections"), ((4096,), 3, 1, "corrections"), ((6, 7, 8), 3, 1, "padded"), ((40, 40, 40), 3, 1, "padded"),
 ])
-def test_plain_layers_pick_their_form_by_size(lengths, padded, monkeypatch):
+def test_plain_layers_pick_their_form_by_size(lengths, k, stride, form, monkeypatch):
+    """2-d stride-1 square odd kernels on maps of >= 64 take the banded form; other small maps
+    (and 3-d) the padded buffer; the rest the border corrections."""
     from diffconv.torch import _autograd
     calls = []
-    fill = _autograd.fill_padded
-    monkeypatch.setattr(_autograd, "fill_padded", lambda x, plans, ghosts=None: calls.append(x.shape) or fill(x, plans, ghosts))
+    for name in ("fill_padded", "banded_forward", "lean_forward"):
+        real = getattr(_autograd, name)
+        monkeypatch.setattr(_autograd, name, lambda *a, _real=real, _name=name, **kw: calls.append(_name) or _real(*a, **kw))
     nd = len(lengths)
     x = torch.randn(1, 2, *lengths, requires_grad=True)
-    w = torch.randn(2, 2, *(3,) * nd, requires_grad=True)
-    y = FUNCS[nd](x, w)
+    w = torch.randn(2, 2, *(k,) * nd, requires_grad=True)
+    y = FUNCS[nd](x, w, None, stride)
     y.sum().backward()
-    assert bool(calls) == padded
-    # both forms give the composite form's values
-    geo = geometry(tuple(lengths), (3,) * nd, (1,) * nd, (1,) * nd)
+    picked = {"fill_padded": "padded", "banded_forward": "banded", "lean_forward": "corrections"}
+    assert {picked[c] for c in calls} == {form}
+    # every form gives the composite form's values
+    geo = geometry(tuple(lengths), (k,) * nd, (stride,) * nd, (1,) * nd)
     yc = composite(x, w, None, None, None, geo=geo, groups=1, special=False, boundary_input_grad=True)
     assert torch.allclose(y, yc, rtol=1e-5, atol=1e-4)
 

@@ -1,19 +1,24 @@
-"""The lean torch path: one autograd node that saves ``x`` and the weights (and, in the
-padded form, the buffer's thin ghost rim along the last axis).
+"""The lean torch path: one autograd node that saves ``x`` and the weights (and a thin rim of
+ghosts), in one of three forms chosen by :func:`_plain_form`.
 
-Plain float32/float64 layers on small 2-d maps and in 3-d (:data:`PADDED_FORM_MAX_POSITIONS`)
-convolve a transient ghost-padded buffer; backward rebuilds it for the weight gradient (copying
-the kept ghost blocks in) and frees it before the input gradient (the padded buffer's
-gradient, its ghost part folded onto the edge samples). Everything else runs as follows.
+* **banded** (plain float32/float64 2-d layers, stride 1, square odd kernel, maps of at least
+  :data:`BANDED_MIN_SIDE`): the zero-padded convolution plus the ghost ring convolved as four
+  thin bands (:mod:`diffconv.torch._banded`); backward keeps the ring.
+* **padded** (the other plain float32/float64 layers on small 2-d maps, and in 3-d;
+  :data:`PADDED_FORM_MAX_POSITIONS`): a transient ghost-padded buffer and a VALID convolution;
+  backward rebuilds it for the weight gradient (copying the kept ghost blocks in) and frees it
+  before the input gradient (the padded buffer's gradient, its ghost part folded onto the edge
+  samples).
+* **corrections** (everything else): ``conv(x, padding=before)`` (the same call as
+  ``padding='same'``), then either the ghost corrections are added onto the boundary outputs
+  (plain layers), or the boundary output blocks are recomputed from thin boxes of the
+  ghost-padded input (edge kernel / boundary switch). Only ``x`` and the weights are saved,
+  exactly what a zero-padded convolution saves. Backward: the native convolution backward on
+  ``x`` plus the transposed thin terms (edge kernel / switch: the main backward sees the
+  output gradient with the boundary blocks zeroed).
 
-Forward: ``conv(x, padding=before)`` (the same call as ``padding='same'``), then either the
-ghost corrections are added onto the boundary outputs (plain layers), or the boundary output
-blocks are recomputed from thin boxes of the ghost-padded input (edge kernel / boundary
-switch). Only ``x`` and the weights are saved, exactly what a zero-padded convolution saves;
-the padded input is never materialised. Backward: the native convolution backward on ``x``
-plus the transposed thin terms (edge kernel / switch: the main backward sees the output
-gradient with the boundary blocks zeroed). A backward that must itself be differentiable
-(``create_graph=True``) differentiates the composite form instead.
+A backward that must itself be differentiable (``create_graph=True``) differentiates the
+composite form instead.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from ._banded import banded_applies, banded_forward, banded_grads
 from ._coeffs import work_dtype
 from ._boundary import Geometry, Region, box_adjoint, build_box, out_view, region_weight, window_view
 from ._padded import fill_padded, fold_ghosts, padded_shape
@@ -57,23 +63,35 @@ def padded_forward(x, weight, bias, geo: Geometry, groups: int) -> tuple[torch.T
 
 
 #: Per number of spatial dims, the most positions per channel at which plain float32/float64
-#: layers convolve a transient ghost-padded buffer; larger ones run the zero-padded convolution
-#: plus border corrections. Measured (docs/benchmarks.md): in 2-d the buffer (two fills, and
-#: its input gradient from one transposed convolution) beat the thin border operations up to
-#: 128x128 and lost at 160x160; 1-d has only two cheap border terms; 3-d has six costly ones at
-#: every size tried (16^3 to 48^3).
+#: layers that the banded form does not cover convolve a transient ghost-padded buffer; larger
+#: ones run the zero-padded convolution plus border corrections. Measured (docs/benchmarks.md):
+#: in 2-d the buffer (two fills, and its input gradient from one transposed convolution) beat
+#: the thin border operations up to 128x128 and lost at 160x160; 1-d has only two cheap border
+#: terms; 3-d has six costly ones at every size tried (16^3 to 48^3).
 PADDED_FORM_MAX_POSITIONS = {1: 0, 2: 128 * 128, 3: math.inf}
 
-#: ``None`` (choose by size), ``"padded"`` or ``"corrections"``: lets tests run both forms.
+#: Shortest side of the 2-d maps that the banded form takes (where it applies). Measured
+#: (docs/benchmarks.md): it beat the padded buffer at 96x96; at 48x48 and below the padded
+#: buffer was as fast or faster, the bands' grouped convolution costing more there relative to
+#: the main one.
+BANDED_MIN_SIDE = 64
+
+#: ``None`` (choose by size), ``"padded"``, ``"banded"`` or ``"corrections"``: lets tests run
+#: every form (``"banded"`` falls back to ``"corrections"`` where it does not apply).
 _FORM: str | None = None
 
 
-def _padded_form(x: torch.Tensor, special: bool) -> bool:
+def _plain_form(x: torch.Tensor, weight: torch.Tensor, special: bool, geo: Geometry) -> str:
+    """``"banded"``, ``"padded"`` or ``"corrections"`` for this call."""
     if special or x.dtype not in (torch.float32, torch.float64):
-        return False
+        return "corrections"
+    nd = x.dim() - 2
+    banded = banded_applies(nd, tuple(weight.shape[2:]), geo.strides, geo.dilations)
     if _FORM is not None:
-        return _FORM == "padded"
-    return math.prod(x.shape[2:]) <= PADDED_FORM_MAX_POSITIONS[x.dim() - 2]
+        return "corrections" if _FORM == "banded" and not banded else _FORM
+    if banded and min(x.shape[2:]) >= BANDED_MIN_SIDE:
+        return "banded"
+    return "padded" if math.prod(x.shape[2:]) <= PADDED_FORM_MAX_POSITIONS[nd] else "corrections"
 
 
 def _boundary_forward(x, weight, bias, edge_weight, edge_bias, geo, groups, special, y, plans, thin):
@@ -177,7 +195,11 @@ class LeanConv(torch.autograd.Function):
     def forward(ctx, x, weight, bias, edge_weight, edge_bias, geo, groups, special, boundary_input_grad, composite):
         ctx.geo, ctx.groups, ctx.special, ctx.bgrad, ctx.composite = geo, groups, special, boundary_input_grad, composite
         ctx.save_for_backward(x, weight, bias, edge_weight, edge_bias)
-        if _padded_form(x, special):
+        ctx.form = _plain_form(x, weight, special, geo)
+        if ctx.form == "banded":
+            y, ctx.banded = banded_forward(x, weight, bias, groups)
+            return y
+        if ctx.form == "padded":
             # The last axis's ghost blocks are small (two slabs of the buffer's rim); keeping
             # them spares the backward pass the strided reads of the edge samples that
             # extrapolating them again costs. The other axes' ghosts come from contiguous rows
@@ -185,9 +207,8 @@ class LeanConv(torch.autograd.Function):
             y, ghosts = padded_forward(x, weight, bias, geo, groups)
             last = geo.plans[-1]
             kept = (last.before > 0) + (last.after > 0)
-            ctx.padded, ctx.ghosts = True, ghosts[:kept] + [None] * (len(ghosts) - kept)
+            ctx.ghosts = ghosts[:kept] + [None] * (len(ghosts) - kept)
             return y
-        ctx.padded = False
         return lean_forward(x, weight, bias, edge_weight, edge_bias, geo, groups, special)
 
     @staticmethod
@@ -215,7 +236,9 @@ def _lean_grads(ctx, g, x, w, b, we, be, needs):
     thin = work_dtype(x.dtype)      # the thin boundary terms run in >= float32
     need_x, need_w, need_b, need_we, need_be = needs
     g = g.contiguous()
-    if ctx.padded:
+    if ctx.form == "banded":
+        return (*banded_grads(g, x, w, b is not None, groups, ctx.banded, need_x, need_w, need_b), None, None)
+    if ctx.form == "padded":
         ghosts, ctx.ghosts = ctx.ghosts, None        # a second backward (retain_graph) recomputes them
         return (*_padded_grads(g, x, w, b is not None, geo, groups, ghosts, need_x, need_w, need_b), None, None)
     if not ctx.special:

@@ -1,10 +1,11 @@
 """Padding-free convolution for PyTorch (channels-first, weights ``(out, in/groups, *k)``).
 
 Fast form: the convolution of the Lagrange-ghost-padded input (:func:`lagrange_pad`). In
-eager mode it runs in one autograd node (:mod:`diffconv.torch._autograd`): on small maps a
-transient ghost-padded buffer and a VALID convolution, on larger ones the zero-padded
-convolution plus thin boundary terms. Either saves what ``padding='same'`` saves (plus, on
-small maps, the thin rim of last-axis ghosts). Under ``torch.compile`` and for higher-order
+eager mode it runs in one autograd node (:mod:`diffconv.torch._autograd`): the zero-padded
+convolution plus the ghost ring convolved as four thin bands (2-d maps of 64 and more), a
+transient ghost-padded buffer and a VALID convolution (other small maps), or the zero-padded
+convolution plus thin boundary terms. Each saves what ``padding='same'`` saves, plus at most
+a thin rim of ghosts. Under ``torch.compile`` and for higher-order
 gradients it is the plain composite (pad, then VALID ``F.convNd``). The ghost weights come
 from :mod:`diffconv.coefficients`.
 """

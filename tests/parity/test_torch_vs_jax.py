@@ -18,12 +18,12 @@ _TORCH_CONV = {1: DF.conv1d, 2: DF.conv2d, 3: DF.conv3d}
 NAMES = ("x", "kernel", "bias", "edge_kernel", "edge_bias")
 
 
-def _run_both(nd, k, *, dtype, batch, groups, bias, edge, bgrad, stride, dilation, seed=0):
+def _run_both(nd, k, *, dtype, batch, groups, bias, edge, bgrad, stride, dilation, seed=0, lengths=None):
     """Outputs and gradients (of ``sum(out * ct)``) from both frameworks, in torch layout."""
     rng = np.random.default_rng(seed)
     c_in, c_out = 2 * groups, 3 * groups
     ks = (k,) * nd if isinstance(k, int) else tuple(k)
-    lengths = tuple(kk * dilation + 1 + a for a, kk in enumerate(ks))
+    lengths = lengths or tuple(kk * dilation + 1 + a for a, kk in enumerate(ks))
     arrays = {
         "x": rng.standard_normal((batch, c_in, *lengths)),
         "kernel": rng.standard_normal((c_out, c_in // groups, *ks)),
@@ -90,6 +90,14 @@ GRID = [
 def test_float64_grid(x64, nd, k, batch, groups, bias, edge, bgrad, stride, dilation):
     got_t, got_j = _run_both(nd, k, dtype="float64", batch=batch, groups=groups, bias=bias, edge=edge,
                              bgrad=bgrad, stride=stride, dilation=dilation)
+    _assert_same(got_t, got_j, 1e-10)
+
+
+@pytest.mark.parametrize("k,groups,lengths", [(3, 1, (64, 70)), (5, 2, (72, 64)), (7, 1, (64, 64))])
+def test_float64_large_maps(x64, k, groups, lengths):
+    """Maps of 64 and more, where torch convolves the ghost ring as four bands."""
+    got_t, got_j = _run_both(2, k, dtype="float64", batch=2, groups=groups, bias=True, edge=False, bgrad=True,
+                             stride=1, dilation=1, lengths=lengths)
     _assert_same(got_t, got_j, 1e-10)
 
 

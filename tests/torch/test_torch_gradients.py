@@ -14,6 +14,8 @@ FUNCS = {1: DF.conv1d, 2: DF.conv2d, 3: DF.conv3d}
 # (nd, lengths, kernel, stride, dilation, groups, edge, boundary_input_grad)
 GRAD_CASES = {
     "plain-2d": (2, (4, 3), (3, 2), 1, 1, 1, False, True),
+    "plain-2d-square-kernel": (2, (5, 4), (3, 3), 1, 1, 1, False, True),     # the banded form's cases
+    "plain-2d-k5-grouped": (2, (5, 6), (5, 5), 1, 1, 2, False, True),
     "plain-1d-even": (1, (6,), (4,), 1, 1, 1, False, True),
     "plain-3d": (3, (3, 2, 2), (3, 1, 2), 1, 1, 1, False, True),
     "edge-kernel-2d": (2, (3, 4), (3, 2), 1, 1, 1, True, True),
@@ -24,7 +26,7 @@ GRAD_CASES = {
     "grouped-strided-dilated": (1, (9,), (3,), 2, 2, 2, True, True),
 }
 
-pytestmark = pytest.mark.usefixtures("plain_form")   # both fast forms of plain layers
+pytestmark = pytest.mark.usefixtures("plain_form")   # every fast form of plain layers
 
 
 # Second order with an edge kernel costs seconds in 2-d (one small convolution per boundary

@@ -1,0 +1,163 @@
+"""The banded torch form: a 2-d, stride-1 convolution as the zero-padded convolution plus its
+ghost ring, convolved as four thin bands in one grouped convolution.
+
+The ghost-padded input is ``P = Z + D``: ``Z`` the zero-padded input, ``D`` the ghosts alone
+(the ring of ``p = k // 2`` samples around the data). ``conv(P) = conv_same_zero(x) + conv(D)``,
+and ``conv(D)`` reaches only the ``p`` outputs nearest each edge. The ring splits into four
+bands: the top and bottom ghost rows (corners included) and the left and right ghost columns
+(data rows only). Each band is one grouped-convolution group, laid out as ``2p - 1`` rows (its
+``p`` ghost rows and ``p - 1`` zero rows; the column bands transposed) and convolved with the
+``p`` kernel rows (or transposed columns) that reach it.
+
+Only thin edge slices of ``x``, ``y``, the output gradient and ``dx`` are touched beyond the
+two convolutions ``padding='same'`` runs; the edge slices of ``x`` and of the output gradient
+are read before the big convolution, while they are still in cache. Backward keeps the ring
+(``4p`` samples per row and column of each map), not a padded copy.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+
+from ._coeffs import ghost_tensors
+
+
+@functools.lru_cache(maxsize=256)
+def _constants(k: int, rows: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """``M`` ``(2p, 2k)``: the low and high ghost weights side by side (block diagonal), so
+    that ``M @ edges`` turns the ``k`` first and ``k`` last samples into the ``p`` low and ``p``
+    high ghosts; and the index of the ``k`` first and ``k`` last of ``rows`` rows."""
+    p = k // 2
+    low, high = ghost_tensors(k, 1, p, p, device, dtype)
+    m = torch.zeros(2 * p, 2 * k, device=device, dtype=dtype)
+    m[:p, :k], m[p:, k:] = low, high
+    index = torch.tensor(list(range(k)) + list(range(rows - k, rows)), device=device)
+    return m, index
+
+
+def banded_applies(nd: int, kernel_size: tuple[int, ...], strides: tuple[int, ...], dilations: tuple[int, ...]) -> bool:
+    """Whether the banded form covers a convolution: 2-d, stride 1, no dilation, square odd kernel > 1."""
+    if nd != 2 or any(s != 1 for s in strides) or any(d != 1 for d in dilations):
+        return False
+    kh, kw = kernel_size
+    return kh == kw and kh % 2 == 1 and kh > 1
+
+
+def _ring(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ghost rows ``(N, C, 2p, W + 2p)`` (top then bottom, corners included) and ghost columns
+    ``(N, C, 2p, H)`` (left then right, transposed) of ``x`` ``(N, C, H, W)``."""
+    p, (H, W) = k // 2, x.shape[2:]
+    m, rows = _constants(k, H, x.device, x.dtype)
+    edge_cols = torch.cat([x[..., :k], x[..., W - k:]], -1)                    # (N, C, H, 2k)
+    corner = torch.matmul(edge_cols.index_select(2, rows), m.T)                # (N, C, 2k, 2p)
+    edge_rows = torch.cat([corner[..., :p], x.index_select(2, rows), corner[..., p:]], -1)
+    return torch.matmul(m, edge_rows), torch.matmul(m, edge_cols.mT)
+
+
+def _bands(ghost_rows: torch.Tensor, ghost_cols: torch.Tensor, k: int) -> torch.Tensor:
+    """The four bands ``(N, 4C, 2p - 1, max(H, W) + 2p)`` of the grouped convolution."""
+    p = k // 2
+    N, C, _, Wp = ghost_rows.shape
+    H = ghost_cols.shape[-1]
+    bands = ghost_rows.new_zeros(N, 4, C, 2 * p - 1, max(Wp, H + 2 * p))
+    bands[:, 0, :, :p, :Wp] = ghost_rows[:, :, :p]
+    bands[:, 1, :, p - 1:, :Wp] = ghost_rows[:, :, p:]
+    bands[:, 2, :, :p, p:p + H] = ghost_cols[:, :, :p]
+    bands[:, 3, :, p - 1:, p:p + H] = ghost_cols[:, :, p:]
+    return bands.flatten(1, 2)
+
+
+def _band_weight(w: torch.Tensor) -> torch.Tensor:
+    """The kernel taps of each band ``(4O, C/groups, p, k)``: top rows, bottom rows, left and
+    right columns (transposed, like their bands)."""
+    k = w.shape[-1]
+    p = k // 2
+    return torch.cat([w[:, :, :p], w[:, :, k - p:], w[..., :p].mT, w[..., k - p:].mT])
+
+
+def banded_forward(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, groups: int
+) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """Output ``(N, O, H, W)`` for ``x`` ``(N, C, H, W)``, and what backward keeps: the ghost
+    ring and the bands' kernel taps."""
+    k = weight.shape[-1]
+    p, (H, W), O = k // 2, x.shape[2:], weight.shape[0]
+    ring, band_weight = _ring(x, k), _band_weight(weight)
+    out = F.conv2d(_bands(*ring, k), band_weight, None, 1, 0, 1, 4 * groups)
+    out = out.unflatten(1, (4, O))                                             # (N, 4, O, p, L)
+    y = F.conv2d(x, weight, bias, 1, p, 1, groups)
+    y[:, :, :p] += out[:, 0, ..., :W]
+    y[:, :, H - p:] += out[:, 1, ..., :W]
+    y[..., :p] += out[:, 2, ..., :H].mT
+    y[..., W - p:] += out[:, 3, ..., :H].mT
+    return y, (*ring, band_weight)
+
+
+def banded_grads(
+    g: torch.Tensor,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    has_bias: bool,
+    groups: int,
+    kept: tuple[torch.Tensor, ...],
+    need_x: bool,
+    need_w: bool,
+    need_b: bool,
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """Gradients of :func:`banded_forward` for the contiguous output gradient ``g``; ``kept``: what
+    it returned for backward."""
+    k, O = weight.shape[-1], weight.shape[0]
+    p = k // 2
+    if need_x or need_w:       # first, while the edge slices of ``g`` are still in cache
+        g_ring, g_w_bands = _band_grads(g, kept, k, groups, need_x, need_w)
+    dx, dw, db = torch.ops.aten.convolution_backward(
+        g, x, weight, [O] if has_bias else None, [1, 1], [p, p], [1, 1], False, [0, 0], groups,
+        [need_x, need_w, need_b and has_bias],
+    )
+    if need_w:
+        top, bottom, left, right = g_w_bands.unflatten(0, (4, O))
+        dw[:, :, :p] += top
+        dw[:, :, k - p:] += bottom
+        dw[..., :p] += left.mT
+        dw[..., k - p:] += right.mT
+    if need_x:
+        _fold_ring(dx, g_ring.unflatten(1, (4, -1)), k)
+    return dx, dw, db
+
+
+def _band_grads(g, kept, k: int, groups: int, need_x: bool, need_w: bool):
+    """Gradients of the bands' grouped convolution: on the bands ``(N, 4C, 2p - 1, L + 2p)`` and
+    on their kernel taps ``(4O, C/groups, p, k)``."""
+    ghost_rows, ghost_cols, band_weight = kept
+    p, (N, O, H, W) = k // 2, g.shape
+    L = max(H, W)
+    g_bands = g.new_zeros(N, 4, O, p, L) if H != W else g.new_empty(N, 4, O, p, L)
+    g_bands[:, 0, ..., :W] = g[:, :, :p]
+    g_bands[:, 1, ..., :W] = g[:, :, H - p:]
+    g_bands[:, 2, ..., :H] = g[..., :p].mT
+    g_bands[:, 3, ..., :H] = g[..., W - p:].mT
+    g_ring, g_w_bands, _ = torch.ops.aten.convolution_backward(
+        g_bands.flatten(1, 2), _bands(ghost_rows, ghost_cols, k), band_weight, None,
+        [1, 1], [0, 0], [1, 1], False, [0, 0], 4 * groups, [need_x, need_w, False],
+    )
+    return g_ring, g_w_bands
+
+
+def _fold_ring(dx: torch.Tensor, g_bands: torch.Tensor, k: int) -> None:
+    """Add the gradient on the four bands ``(N, 4, C, 2p - 1, L + 2p)`` onto the edge samples
+    of ``dx`` ``(N, C, H, W)`` they were extrapolated from (the transpose of :func:`_ring`)."""
+    p, (H, W) = k // 2, dx.shape[2:]
+    m, rows = _constants(k, H, dx.device, dx.dtype)
+    g_rows = torch.cat([g_bands[:, 0, :, :p, :W + 2 * p], g_bands[:, 1, :, p - 1:, :W + 2 * p]], 2)
+    g_edge_rows = torch.matmul(m.T, g_rows)                                     # (N, C, 2k, W + 2p)
+    g_cols = torch.cat([g_bands[:, 2, :, :p, p:p + H], g_bands[:, 3, :, p - 1:, p:p + H]], 2)
+    g_edge_cols = torch.matmul(g_cols.mT, m)                                    # (N, C, H, 2k)
+    g_corner = torch.cat([g_edge_rows[..., :p], g_edge_rows[..., p + W:]], -1)  # (N, C, 2k, 2p)
+    g_edge_cols.index_add_(2, rows, torch.matmul(g_corner, m))
+    dx.index_add_(2, rows, g_edge_rows[..., p:p + W])
+    # Two adds, not one: the k first and k last columns overlap when W < 2k.
+    dx[..., :k] += g_edge_cols[..., :k]
+    dx[..., W - k:] += g_edge_cols[..., k:]
