@@ -28,6 +28,16 @@ from ._validate import check_array, validate_conv_args
 
 __all__ = ["conv", "lagrange_pad"]
 
+#: Kernels with at most this fraction of the layer input's elements take the input gradient of
+#: their border corrections from the kernel taps that reach the ghosts (autodiff's transpose:
+#: reversed copies of the tap slices, about 1.6 kernels, which XLA computes at the start of the
+#: step and holds until the backward pass: at most 8 % of the input here); larger kernels from
+#: the whole kernel, whose reversed copy the main convolution's transpose already holds, at the
+#: price of multiplications by zero on the thin border strips (2.5x the arithmetic of the
+#: slices at k=5). Measured (docs/benchmarks.md): the k=5 UNet (its 96x96 layers sliced)
+#: 1.06-1.08 against 1.08-1.12 with every kernel whole, memory 1.055 against 1.049.
+SLICED_TAPS_MAX_FRACTION = 0.05
+
 _DIMENSION_NUMBERS = {
     1: ("NWC", "WIO", "NWC"),
     2: ("NHWC", "HWIO", "NHWC"),
@@ -181,6 +191,7 @@ class _Geometry:
     dils: tuple[int, ...]
     groups: int
     precision: Any
+    sliced_taps: bool = True     # input gradient of the border corrections from the tap slices
 
     def run(self, lhs: jax.Array, rhs: jax.Array, padding: Any, first: int = 0) -> jax.Array:
         """``lax.conv_general_dilated`` with this geometry. ``first``: the spatial axis to put
@@ -220,23 +231,25 @@ def _plain(x: jax.Array, kernel: jax.Array, geo: _Geometry) -> jax.Array:
 
 @functools.partial(_plain.defjvp, symbolic_zeros=True)
 def _plain_jvp(geo: _Geometry, primals, tangents):
-    """The exact derivative, written so that its transpose, the backward pass, holds no kernel slices.
+    """The exact derivative, written so that for large kernels its transpose, the backward
+    pass, holds no kernel slices.
 
     Left to autodiff, the input gradient of each border correction convolves with a reversed,
     transposed copy of its kernel slice, and XLA computes those parameter-only copies at the
     start of the step and holds them until the backward pass: 1.6 kernels per layer, 7 MB
-    (7 % of the zero-padded step) in the k=5 benchmark UNet. Here the part linear in ``x``
-    convolves the ghosts with the whole kernel (``full_kernel=True``), whose transpose shares
-    the main convolution's reversed kernel; it only spends a few multiplications by zero on the
-    thin border strips of the input gradient. The part linear in ``kernel`` is the layer itself.
-    Both are plain ``lax`` code, so every order of forward and reverse mode works.
+    (7 % of the zero-padded step) in the k=5 benchmark UNet. For kernels large against the input
+    (:data:`SLICED_TAPS_MAX_FRACTION`) the part linear in ``x`` therefore convolves the ghosts with
+    the whole kernel (``full_kernel=True``), whose transpose shares the main convolution's
+    reversed kernel, for a few multiplications by zero on the thin border strips of the input
+    gradient; smaller kernels keep the slices. The part linear in ``kernel`` is the layer
+    itself. Both are plain ``lax`` code, so every order of forward and reverse mode works.
     """
     x, kernel = primals
     dx, dk = tangents
     y = _plain_impl(x, kernel, geo)
     terms = []
     if not isinstance(dx, SymbolicZero):
-        terms.append(_plain_impl(dx, kernel, geo, full_kernel=True))
+        terms.append(_plain_impl(dx, kernel, geo, full_kernel=not geo.sliced_taps))
     if not isinstance(dk, SymbolicZero):
         terms.append(_plain(x, dk, geo))
     return y, functools.reduce(jnp.add, terms) if terms else jnp.zeros_like(y)
@@ -314,7 +327,8 @@ def _conv(
     ks = kernel.shape[:nd]
     plans = [axis_plan(x.shape[1 + a], ks[a], dils[a], strides[a], axis=a) for a in range(nd)]
 
-    geo = _Geometry(tuple(plans), strides, dils, groups, precision)
+    sliced = kernel.size <= SLICED_TAPS_MAX_FRACTION * x.size
+    geo = _Geometry(tuple(plans), strides, dils, groups, precision, sliced)
     run = geo.run
     special = edge_kernel is not None or edge_bias is not None or not boundary_input_grad
     if not special:

@@ -101,6 +101,28 @@ def test_check_grads_second_order(x64):
     check_grads(lambda k, b: conv(x, k, b, boundary_input_grad=False), (k, b), order=2, modes=("fwd", "rev"))
 
 
+@pytest.mark.parametrize("sliced_fraction", [0.0, 1e9])
+def test_whole_and_sliced_kernel_input_gradients(x64, monkeypatch, sliced_fraction):
+    """Both derivative forms (the border corrections' input gradient from the whole kernel, for
+    large kernels, or from the tap slices): forward and reverse mode to second order, and
+    gradients equal to those of the plain composite (ghost padding, VALID convolution)."""
+    from diffconv.jax import functional as F
+    monkeypatch.setattr(F, "SLICED_TAPS_MAX_FRACTION", sliced_fraction)
+    rng = np.random.default_rng(5)
+    x, k = rng.standard_normal((1, 6, 7, 2)), rng.standard_normal((5, 5, 2, 2))
+    check_grads(lambda x, k: conv(x, k), (x, k), order=2, modes=("fwd", "rev"))
+    ct = rng.standard_normal((1, 6, 7, 2))
+
+    def composite(x, k):
+        padded = F.lagrange_pad(x, ((0, 0), (2, 2), (2, 2), (0, 0)), kernel_size=5)
+        return jax.lax.conv_general_dilated(padded, k, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    got = jax.vjp(lambda x, k: conv(x, k), x, k)[1](ct)
+    want = jax.vjp(composite, x, k)[1](ct)
+    for a, b in zip(got, want):
+        assert rel_err(a, b) < 1e-10
+
+
 @pytest.mark.parametrize("dtype,tol", [(jnp.bfloat16, 0.05), (jnp.float16, 0.01)])
 def test_low_precision(dtype, tol):
     t = np.linspace(0, 1, 16)

@@ -27,8 +27,9 @@ def test_concatenated_input_keeps_no_full_size_gradient_copies(k, option):
     # A UNet decoder convolves a concatenation. Slicing each border's samples (or, with an edge
     # kernel, the overwritten outputs) out separately made XLA hold one full-size padded
     # cotangent per side: 1.76x the zero-padded step (1.25-1.79x with the options). One gather
-    # per axis and a constant mask keep it within 2-5 % at this size; the plain layer's
-    # derivative rule (no kernel slices held for the backward pass) takes k=5 from 8 % to 5 %.
+    # per axis and a constant mask keep it within 2-5 % at this size. The kernel here has under
+    # 5 % of the input's elements, so the plain layer keeps its tap slices for the input
+    # gradient (SLICED_TAPS_MAX_FRACTION): k=5 7.5 %, against 5 % with the whole kernel.
     a = jax.random.normal(jax.random.PRNGKey(0), (2, 64, 64, 16))
     b = jax.random.normal(jax.random.PRNGKey(1), (2, 64, 64, 16))
     w = jax.random.normal(jax.random.PRNGKey(2), (k, k, 32, 16)) * 0.05
@@ -48,7 +49,7 @@ def test_concatenated_input_keeps_no_full_size_gradient_copies(k, option):
             y = conv(x, w)
         return jnp.mean(jnp.tanh(y) ** 2)
 
-    limit = 1.07 if option == "plain" else 1.15
+    limit = 1.08 if option == "plain" else 1.15
     assert _planned_bytes(diff, w, a, b) <= limit * _planned_bytes(zero, w, a, b)
 
 
@@ -58,7 +59,8 @@ def test_plain_layers_hold_no_kernel_slices_for_the_backward_pass(k):
     # copy of its kernel slice; XLA computes those parameter-only copies at the start of the
     # step and holds them through the forward pass (1.6 kernels per layer at k=5: 1.30x the
     # zero-padded step for this stack, 1.13x for the k=5 benchmark UNet). The plain layer's
-    # derivative rule reads the main convolution's reversed kernel instead: 1.11x here.
+    # derivative rule reads the main convolution's reversed kernel instead: 1.11x here (the
+    # kernels have 14-39 % of the input's elements, above SLICED_TAPS_MAX_FRACTION).
     x = jax.random.normal(jax.random.PRNGKey(0), (2, 32, 32, 32))
     ws = [jax.random.normal(jax.random.PRNGKey(1 + i), (k, k, 32, 32)) * 0.05 for i in range(3)]
 
