@@ -231,7 +231,7 @@ def test_plain_layers_pick_their_form_by_size(lengths, k, stride, form, monkeypa
     (and 3-d) the padded buffer; the rest the border corrections."""
     from diffconv.torch import _autograd
     calls = []
-    for name in ("fill_padded", "banded_forward", "lean_forward"):
+    for name in ("fill_padded", "band_outputs", "lean_forward"):
         real = getattr(_autograd, name)
         monkeypatch.setattr(_autograd, name, lambda *a, _real=real, _name=name, **kw: calls.append(_name) or _real(*a, **kw))
     nd = len(lengths)
@@ -239,7 +239,7 @@ def test_plain_layers_pick_their_form_by_size(lengths, k, stride, form, monkeypa
     w = torch.randn(2, 2, *(k,) * nd, requires_grad=True)
     y = FUNCS[nd](x, w, None, stride)
     y.sum().backward()
-    picked = {"fill_padded": "padded", "banded_forward": "banded", "lean_forward": "corrections"}
+    picked = {"fill_padded": "padded", "band_outputs": "banded", "lean_forward": "corrections"}
     assert {picked[c] for c in calls} == {form}
     # every form gives the composite form's values
     geo = geometry(tuple(lengths), (k,) * nd, (stride,) * nd, (1,) * nd)

@@ -29,7 +29,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from ._banded import banded_applies, banded_forward, banded_grads
+from ._banded import add_band_grads, add_band_outputs, band_grads, band_outputs, banded_applies
 from ._coeffs import work_dtype
 from ._boundary import Geometry, Region, box_adjoint, build_box, out_view, region_weight, window_view
 from ._padded import fill_padded, fold_ghosts, padded_shape
@@ -197,7 +197,9 @@ class LeanConv(torch.autograd.Function):
         ctx.save_for_backward(x, weight, bias, edge_weight, edge_bias)
         ctx.form = _plain_form(x, weight, special, geo)
         if ctx.form == "banded":
-            y, ctx.banded = banded_forward(x, weight, bias, groups)
+            out, ctx.banded = band_outputs(x, weight, groups)       # first: x's edges are in cache
+            y = CONV[2](x, weight, bias, geo.strides, geo.padding, geo.dilations, groups)
+            add_band_outputs(y, out)
             return y
         if ctx.form == "padded":
             # The last axis's ghost blocks are small (two slabs of the buffer's rim); keeping
@@ -237,7 +239,11 @@ def _lean_grads(ctx, g, x, w, b, we, be, needs):
     need_x, need_w, need_b, need_we, need_be = needs
     g = g.contiguous()
     if ctx.form == "banded":
-        return (*banded_grads(g, x, w, b is not None, groups, ctx.banded, need_x, need_w, need_b), None, None)
+        band = band_grads(g, ctx.banded, groups, need_x, need_w) if need_x or need_w else None  # g's edges in cache
+        dx, dw, db = _conv_backward(g, x, w, b is not None, geo, groups, geo.padding, [need_x, need_w, need_b])
+        if band is not None:
+            add_band_grads(dx, dw, band, w.shape[-1])
+        return dx, dw, db, None, None
     if ctx.form == "padded":
         ghosts, ctx.ghosts = ctx.ghosts, None        # a second backward (retain_graph) recomputes them
         return (*_padded_grads(g, x, w, b is not None, geo, groups, ghosts, need_x, need_w, need_b), None, None)

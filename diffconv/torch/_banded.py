@@ -9,10 +9,11 @@ bands: the top and bottom ghost rows (corners included) and the left and right g
 ``p`` ghost rows and ``p - 1`` zero rows; the column bands transposed) and convolved with the
 ``p`` kernel rows (or transposed columns) that reach it.
 
-Only thin edge slices of ``x``, ``y``, the output gradient and ``dx`` are touched beyond the
-two convolutions ``padding='same'`` runs; the edge slices of ``x`` and of the output gradient
-are read before the big convolution, while they are still in cache. Backward keeps the ring
-(``4p`` samples per row and column of each map), not a padded copy.
+This module holds the band terms only; :mod:`diffconv.torch._autograd` runs the two
+convolutions ``padding='same'`` runs between them. Beyond those, only thin edge slices of
+``x``, ``y``, the output gradient and ``dx`` are touched; the edge slices of ``x`` and of the
+output gradient are read before the big convolution, while they are still in cache. Backward
+keeps the ring (``4p`` samples per row and column of each map), not a padded copy.
 """
 
 from __future__ import annotations
@@ -78,60 +79,33 @@ def _band_weight(w: torch.Tensor) -> torch.Tensor:
     return torch.cat([w[:, :, :p], w[:, :, k - p:], w[..., :p].mT, w[..., k - p:].mT])
 
 
-def banded_forward(
-    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, groups: int
-) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
-    """Output ``(N, O, H, W)`` for ``x`` ``(N, C, H, W)``, and what backward keeps: the ghost
-    ring and the bands' kernel taps."""
-    k = weight.shape[-1]
-    p, (H, W), O = k // 2, x.shape[2:], weight.shape[0]
+def band_outputs(x: torch.Tensor, weight: torch.Tensor, groups: int) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+    """What the ghost ring adds to the outputs ``(N, 4, O, p, max(H, W))`` of ``x`` ``(N, C, H, W)``
+    (per band, as :func:`add_band_outputs` takes it), and what backward keeps: the ghost ring and
+    the bands' kernel taps. Run it before the zero-padded convolution, while the edge slices of
+    ``x`` are still in cache."""
+    k, O = weight.shape[-1], weight.shape[0]
     ring, band_weight = _ring(x, k), _band_weight(weight)
     out = F.conv2d(_bands(*ring, k), band_weight, None, 1, 0, 1, 4 * groups)
-    out = out.unflatten(1, (4, O))                                             # (N, 4, O, p, L)
-    y = F.conv2d(x, weight, bias, 1, p, 1, groups)
+    return out.unflatten(1, (4, O)), (*ring, band_weight)
+
+
+def add_band_outputs(y: torch.Tensor, out: torch.Tensor) -> None:
+    """Add the bands' outputs from :func:`band_outputs` onto the edges of ``y`` ``(N, O, H, W)``."""
+    p, (H, W) = out.shape[3], y.shape[2:]
     y[:, :, :p] += out[:, 0, ..., :W]
     y[:, :, H - p:] += out[:, 1, ..., :W]
     y[..., :p] += out[:, 2, ..., :H].mT
     y[..., W - p:] += out[:, 3, ..., :H].mT
-    return y, (*ring, band_weight)
 
 
-def banded_grads(
-    g: torch.Tensor,
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    has_bias: bool,
-    groups: int,
-    kept: tuple[torch.Tensor, ...],
-    need_x: bool,
-    need_w: bool,
-    need_b: bool,
-) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-    """Gradients of :func:`banded_forward` for the contiguous output gradient ``g``; ``kept``: what
-    it returned for backward."""
-    k, O = weight.shape[-1], weight.shape[0]
-    p = k // 2
-    if need_x or need_w:       # first, while the edge slices of ``g`` are still in cache
-        g_ring, g_w_bands = _band_grads(g, kept, k, groups, need_x, need_w)
-    dx, dw, db = torch.ops.aten.convolution_backward(
-        g, x, weight, [O] if has_bias else None, [1, 1], [p, p], [1, 1], False, [0, 0], groups,
-        [need_x, need_w, need_b and has_bias],
-    )
-    if need_w:
-        top, bottom, left, right = g_w_bands.unflatten(0, (4, O))
-        dw[:, :, :p] += top
-        dw[:, :, k - p:] += bottom
-        dw[..., :p] += left.mT
-        dw[..., k - p:] += right.mT
-    if need_x:
-        _fold_ring(dx, g_ring.unflatten(1, (4, -1)), k)
-    return dx, dw, db
-
-
-def _band_grads(g, kept, k: int, groups: int, need_x: bool, need_w: bool):
-    """Gradients of the bands' grouped convolution: on the bands ``(N, 4C, 2p - 1, L + 2p)`` and
-    on their kernel taps ``(4O, C/groups, p, k)``."""
+def band_grads(g: torch.Tensor, kept: tuple[torch.Tensor, ...], groups: int, need_x: bool, need_w: bool):
+    """Gradients of the bands' grouped convolution for the contiguous output gradient ``g``: on
+    the bands ``(N, 4C, 2p - 1, L + 2p)`` and on their kernel taps ``(4O, C/groups, p, k)``.
+    ``kept``: what :func:`band_outputs` returned for backward. Run it before the zero-padded
+    convolution's backward, while the edge slices of ``g`` are still in cache."""
     ghost_rows, ghost_cols, band_weight = kept
+    k = band_weight.shape[-1]
     p, (N, O, H, W) = k // 2, g.shape
     L = max(H, W)
     g_bands = g.new_zeros(N, 4, O, p, L) if H != W else g.new_empty(N, 4, O, p, L)
@@ -144,6 +118,21 @@ def _band_grads(g, kept, k: int, groups: int, need_x: bool, need_w: bool):
         [1, 1], [0, 0], [1, 1], False, [0, 0], 4 * groups, [need_x, need_w, False],
     )
     return g_ring, g_w_bands
+
+
+def add_band_grads(dx: torch.Tensor | None, dw: torch.Tensor | None, grads, k: int) -> None:
+    """Add the gradients from :func:`band_grads` onto the zero-padded convolution's ``dx``
+    ``(N, C, H, W)`` and ``dw`` ``(O, C/groups, k, k)`` (each where not ``None``)."""
+    g_ring, g_w_bands = grads
+    p = k // 2
+    if dw is not None:
+        top, bottom, left, right = g_w_bands.unflatten(0, (4, dw.shape[0]))
+        dw[:, :, :p] += top
+        dw[:, :, k - p:] += bottom
+        dw[..., :p] += left.mT
+        dw[..., k - p:] += right.mT
+    if dx is not None:
+        _fold_ring(dx, g_ring.unflatten(1, (4, -1)), k)
 
 
 def _fold_ring(dx: torch.Tensor, g_bands: torch.Tensor, k: int) -> None:
