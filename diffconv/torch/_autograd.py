@@ -89,9 +89,13 @@ def _plain_form(x: torch.Tensor, weight: torch.Tensor, special: bool, geo: Geome
     banded = banded_applies(nd, tuple(weight.shape[2:]), geo.strides, geo.dilations)
     if _FORM is not None:
         return "corrections" if _FORM == "banded" and not banded else _FORM
-    if banded and min(x.shape[2:]) >= BANDED_MIN_SIDE:
+    fits_padded = math.prod(x.shape[2:]) <= PADDED_FORM_MAX_POSITIONS[nd]
+    # Fewer input than output channels: the padded buffer copies the smaller tensor, while the
+    # bands would touch the edges of the larger output and its gradient.
+    input_light = x.shape[1] < weight.shape[0]
+    if banded and min(x.shape[2:]) >= BANDED_MIN_SIDE and not (input_light and fits_padded):
         return "banded"
-    return "padded" if math.prod(x.shape[2:]) <= PADDED_FORM_MAX_POSITIONS[nd] else "corrections"
+    return "padded" if fits_padded else "corrections"
 
 
 def _boundary_forward(x, weight, bias, edge_weight, edge_bias, geo, groups, special, y, plans, thin):
@@ -202,14 +206,12 @@ class LeanConv(torch.autograd.Function):
             add_band_outputs(y, out)
             return y
         if ctx.form == "padded":
-            # The last axis's ghost blocks are small (two slabs of the buffer's rim); keeping
-            # them spares the backward pass the strided reads of the edge samples that
-            # extrapolating them again costs. The other axes' ghosts come from contiguous rows
-            # and are cheap to compute again.
+            # The last axis's ghosts are small (two slabs of the buffer's rim); keeping them
+            # spares the backward pass the strided reads of the edge samples that extrapolating
+            # them again costs. The other axes' ghosts come from contiguous rows and are cheap
+            # to compute again.
             y, ghosts = padded_forward(x, weight, bias, geo, groups)
-            last = geo.plans[-1]
-            kept = (last.before > 0) + (last.after > 0)
-            ctx.ghosts = ghosts[:kept] + [None] * (len(ghosts) - kept)
+            ctx.ghosts = ghosts[:1] + [None] * (len(ghosts) - 1)
             return y
         return lean_forward(x, weight, bias, edge_weight, edge_bias, geo, groups, special)
 

@@ -48,26 +48,28 @@ def banded_applies(nd: int, kernel_size: tuple[int, ...], strides: tuple[int, ..
 
 
 def _ring(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Ghost rows ``(N, C, 2p, W + 2p)`` (top then bottom, corners included) and ghost columns
-    ``(N, C, 2p, H)`` (left then right, transposed) of ``x`` ``(N, C, H, W)``."""
-    p, (H, W) = k // 2, x.shape[2:]
+    """Ghost rows ``(2p, N, C, W + 2p)`` (top then bottom, corners included) and ghost columns
+    ``(N, C, H, 2p)`` (left then right) of ``x`` ``(N, C, H, W)``. Each side pair is one
+    matrix product, the rows' with their contraction axis leading (one GEMM, not one small
+    product per map)."""
+    p, (N, C, H, W) = k // 2, x.shape
     m, rows = _constants(k, H, x.device, x.dtype)
-    edge_cols = torch.cat([x[..., :k], x[..., W - k:]], -1)                    # (N, C, H, 2k)
-    corner = torch.matmul(edge_cols.index_select(2, rows), m.T)                # (N, C, 2k, 2p)
-    edge_rows = torch.cat([corner[..., :p], x.index_select(2, rows), corner[..., p:]], -1)
-    return torch.matmul(m, edge_rows), torch.matmul(m, edge_cols.mT)
+    ghost_cols = F.linear(torch.cat([x[..., :k], x[..., W - k:]], -1), m)          # (N, C, H, 2p)
+    at_rows = ghost_cols.movedim(2, 0).index_select(0, rows)                        # (2k, N, C, 2p)
+    edge_rows = torch.cat([at_rows[..., :p], x.movedim(2, 0).index_select(0, rows), at_rows[..., p:]], -1)
+    return torch.mm(m, edge_rows.flatten(1)).view(2 * p, N, C, W + 2 * p), ghost_cols
 
 
 def _bands(ghost_rows: torch.Tensor, ghost_cols: torch.Tensor, k: int) -> torch.Tensor:
     """The four bands ``(N, 4C, 2p - 1, max(H, W) + 2p)`` of the grouped convolution."""
     p = k // 2
-    N, C, _, Wp = ghost_rows.shape
-    H = ghost_cols.shape[-1]
+    _, N, C, Wp = ghost_rows.shape
+    H = ghost_cols.shape[2]
     bands = ghost_rows.new_zeros(N, 4, C, 2 * p - 1, max(Wp, H + 2 * p))
-    bands[:, 0, :, :p, :Wp] = ghost_rows[:, :, :p]
-    bands[:, 1, :, p - 1:, :Wp] = ghost_rows[:, :, p:]
-    bands[:, 2, :, :p, p:p + H] = ghost_cols[:, :, :p]
-    bands[:, 3, :, p - 1:, p:p + H] = ghost_cols[:, :, p:]
+    bands[:, 0, :, :p, :Wp] = ghost_rows[:p].permute(1, 2, 0, 3)
+    bands[:, 1, :, p - 1:, :Wp] = ghost_rows[p:].permute(1, 2, 0, 3)
+    bands[:, 2, :, :p, p:p + H] = ghost_cols[..., :p].mT
+    bands[:, 3, :, p - 1:, p:p + H] = ghost_cols[..., p:].mT
     return bands.flatten(1, 2)
 
 
@@ -93,10 +95,10 @@ def band_outputs(x: torch.Tensor, weight: torch.Tensor, groups: int) -> tuple[to
 def add_band_outputs(y: torch.Tensor, out: torch.Tensor) -> None:
     """Add the bands' outputs from :func:`band_outputs` onto the edges of ``y`` ``(N, O, H, W)``."""
     p, (H, W) = out.shape[3], y.shape[2:]
-    y[:, :, :p] += out[:, 0, ..., :W]
-    y[:, :, H - p:] += out[:, 1, ..., :W]
-    y[..., :p] += out[:, 2, ..., :H].mT
-    y[..., W - p:] += out[:, 3, ..., :H].mT
+    y[:, :, :p].add_(out[:, 0, ..., :W])
+    y[:, :, H - p:].add_(out[:, 1, ..., :W])
+    y[..., :p].add_(out[:, 2, ..., :H].mT)
+    y[..., W - p:].add_(out[:, 3, ..., :H].mT)
 
 
 def band_grads(g: torch.Tensor, kept: tuple[torch.Tensor, ...], groups: int, need_x: bool, need_w: bool):
@@ -127,10 +129,10 @@ def add_band_grads(dx: torch.Tensor | None, dw: torch.Tensor | None, grads, k: i
     p = k // 2
     if dw is not None:
         top, bottom, left, right = g_w_bands.unflatten(0, (4, dw.shape[0]))
-        dw[:, :, :p] += top
-        dw[:, :, k - p:] += bottom
-        dw[..., :p] += left.mT
-        dw[..., k - p:] += right.mT
+        dw[:, :, :p].add_(top)
+        dw[:, :, k - p:].add_(bottom)
+        dw[..., :p].add_(left.mT)
+        dw[..., k - p:].add_(right.mT)
     if dx is not None:
         _fold_ring(dx, g_ring.unflatten(1, (4, -1)), k)
 
@@ -138,15 +140,15 @@ def add_band_grads(dx: torch.Tensor | None, dw: torch.Tensor | None, grads, k: i
 def _fold_ring(dx: torch.Tensor, g_bands: torch.Tensor, k: int) -> None:
     """Add the gradient on the four bands ``(N, 4, C, 2p - 1, L + 2p)`` onto the edge samples
     of ``dx`` ``(N, C, H, W)`` they were extrapolated from (the transpose of :func:`_ring`)."""
-    p, (H, W) = k // 2, dx.shape[2:]
+    p, (N, C, H, W) = k // 2, dx.shape
     m, rows = _constants(k, H, dx.device, dx.dtype)
     g_rows = torch.cat([g_bands[:, 0, :, :p, :W + 2 * p], g_bands[:, 1, :, p - 1:, :W + 2 * p]], 2)
-    g_edge_rows = torch.matmul(m.T, g_rows)                                     # (N, C, 2k, W + 2p)
-    g_cols = torch.cat([g_bands[:, 2, :, :p, p:p + H], g_bands[:, 3, :, p - 1:, p:p + H]], 2)
-    g_edge_cols = torch.matmul(g_cols.mT, m)                                    # (N, C, H, 2k)
-    g_corner = torch.cat([g_edge_rows[..., :p], g_edge_rows[..., p + W:]], -1)  # (N, C, 2k, 2p)
-    g_edge_cols.index_add_(2, rows, torch.matmul(g_corner, m))
-    dx.index_add_(2, rows, g_edge_rows[..., p:p + W])
+    g_edge_rows = torch.mm(m.T, g_rows.permute(2, 0, 1, 3).flatten(1)).view(2 * k, N, C, W + 2 * p)
+    g_cols = torch.cat([g_bands[:, 2, :, :p, p:p + H], g_bands[:, 3, :, p - 1:, p:p + H]], 2).mT  # (N, C, H, 2p)
+    g_corners = torch.cat([g_edge_rows[..., :p], g_edge_rows[..., p + W:]], -1)                    # (2k, N, C, 2p)
+    g_cols.movedim(2, 0).index_add_(0, rows, g_corners)
+    g_edge_cols = F.linear(g_cols, m.T)                                                            # (N, C, H, 2k)
+    dx.movedim(2, 0).index_add_(0, rows, g_edge_rows[..., p:p + W])
     # Two adds, not one: the k first and k last columns overlap when W < 2k.
-    dx[..., :k] += g_edge_cols[..., :k]
-    dx[..., W - k:] += g_edge_cols[..., k:]
+    dx[..., :k].add_(g_edge_cols[..., :k])
+    dx[..., W - k:].add_(g_edge_cols[..., k:])

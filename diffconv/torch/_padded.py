@@ -3,10 +3,11 @@
 :func:`fill_padded` writes ``x`` into the middle of the buffer and the ghosts around it, axis by
 axis: last axis first, over the data rows of the axes still to come; later passes extrapolate
 whole padded rows, which fills the corners (the tensor product, as
-:func:`diffconv.torch.padding.lagrange_pad` does). It also returns the ghost blocks it wrote,
-so that a second fill of the same input copies them instead of extrapolating again.
-:func:`fold_ghosts` is its transpose: it turns a gradient on the padded buffer into the
-gradient on ``x``. The index of every block is computed once per geometry.
+:func:`diffconv.torch.padding.lagrange_pad` does). Each axis takes three operations: gather
+its edge slabs (both sides), one matrix product with the ghost weights of both sides, scatter
+the ghosts. It also returns the ghosts it wrote, so that a second fill of the same input copies
+them instead of extrapolating again. :func:`fold_ghosts` is its transpose: it turns a gradient
+on the padded buffer into the gradient on ``x``. The indices are computed once per geometry.
 """
 
 from __future__ import annotations
@@ -19,39 +20,46 @@ import torch
 
 from ..plan import AxisPlan
 from ._coeffs import ghost_tensors
-from .padding import contract
 
 
 @dataclass(frozen=True)
-class _Block:
-    """One ghost block of the buffer: its axis and side, where it goes, what it is made from."""
+class _Axis:
+    """One padded axis: the buffer's view it works in, and positions along the axis."""
 
-    axis: int
-    side: int                    # 0: low (before the data), 1: high (after it)
-    block: tuple[slice, ...]     # index of the block in the buffer
-    source: tuple[slice, ...]    # index of the k*d samples it is extrapolated from
+    dim: int                     # tensor dim of the axis
+    lead: tuple[slice, ...]      # restricts the axes before it to their data positions
+    source: tuple[int, ...]      # the k*d samples each side's ghosts come from (low, then high)
+    ghosts: tuple[int, ...]      # where the ghosts go (low side, then high)
 
 
 @functools.lru_cache(maxsize=512)
-def _blocks(plans: tuple[AxisPlan, ...]) -> tuple[_Block, ...]:
-    """The ghost blocks in fill order: last axis first, low side then high; each spans the data
-    positions of earlier axes and the whole padded extent of later ones."""
+def _axes(plans: tuple[AxisPlan, ...]) -> tuple[_Axis, ...]:
+    """The padded axes in fill order (last axis first)."""
     out = []
     for a in reversed(range(len(plans))):
         p = plans[a]
-        span = p.kernel_size * p.dilation
+        if not (p.before or p.after):
+            continue
+        span, high = p.kernel_size * p.dilation, p.before + p.length
         lead = (slice(None), slice(None)) + tuple(slice(q.before, q.before + q.length) for q in plans[:a])
-        high = p.before + p.length
-        for side, start, width, src in ((0, 0, p.before, p.before), (1, high, p.after, high - span)):
-            if width:
-                out.append(_Block(a, side, lead + (slice(start, start + width),), lead + (slice(src, src + span),)))
+        source = (tuple(range(p.before, p.before + span)) if p.before else ()) + (
+            tuple(range(high - span, high)) if p.after else ())
+        ghosts = tuple(range(p.before)) + tuple(range(high, high + p.after))
+        out.append(_Axis(2 + a, lead, source, ghosts))
     return tuple(out)
 
 
 @functools.lru_cache(maxsize=512)
-def _fold_order(plans: tuple[AxisPlan, ...]) -> tuple[_Block, ...]:
-    """The blocks in the order :func:`fold_ghosts` folds them: first axis first."""
-    return tuple(sorted(_blocks(plans), key=lambda b: (b.axis, b.side)))
+def _index(positions: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    return torch.tensor(positions, device=device)
+
+
+@functools.lru_cache(maxsize=256)
+def _weights(p: AxisPlan, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """``(before + after, n_source)``: both sides' ghost weights, block diagonal, so that one
+    product with the gathered edge samples gives every ghost of the axis."""
+    low, high = ghost_tensors(p.kernel_size, p.dilation, p.before, p.after, device, dtype)
+    return torch.block_diag(*(m for m in (low, high) if m.shape[0]))
 
 
 @functools.lru_cache(maxsize=512)
@@ -65,26 +73,31 @@ def padded_shape(x: torch.Tensor, plans: Sequence[AxisPlan]) -> list[int]:
     return list(x.shape[:2]) + [p.before + p.length + p.after for p in plans]
 
 
+def _apply(m: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """``m @ t`` over ``t``'s first dim (one matrix product, whatever ``t``'s other dims)."""
+    return torch.mm(m, t.flatten(1)).view(m.shape[0], *t.shape[1:])
+
+
 def fill_padded(
     x: torch.Tensor, plans: Sequence[AxisPlan], ghosts: Sequence[torch.Tensor | None] | None = None
 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """The ghost-padded input ``(N, C, *(before + L + after))`` of ``x`` ``(N, C, *L)``, and its
-    ghost blocks (per padded axis, last first: the low block, then the high one).
+    ghosts, one tensor per padded axis in fill order (last axis first), the axis leading.
 
-    ``ghosts``: the blocks of an earlier fill of the same ``x``, copied in instead of computed
-    again (the backward pass rebuilds the buffer this way); ``None`` entries are computed.
+    ``ghosts``: those of an earlier fill of the same ``x``, copied in instead of computed again
+    (the backward pass rebuilds the buffer this way); ``None`` entries are computed.
     Float32/float64 only (the ghosts are computed in ``x``'s dtype)."""
     plans = tuple(plans)
     out = x.new_empty(padded_shape(x, plans))
     out[_data_index(plans)].copy_(x)
     made = []
-    for i, b in enumerate(_blocks(plans)):
+    for i, axis in enumerate(_axes(plans)):
+        view = out[axis.lead].movedim(axis.dim, 0)
+        source, where = _index(axis.source, x.device), _index(axis.ghosts, x.device)
         block = ghosts[i] if ghosts is not None else None
         if block is None:
-            p = plans[b.axis]
-            rows = ghost_tensors(p.kernel_size, p.dilation, p.before, p.after, x.device, x.dtype)[b.side]
-            block = contract(out[b.source], rows, 2 + b.axis, x.dtype)
-        out[b.block].copy_(block)
+            block = _apply(_weights(plans[axis.dim - 2], x.device, x.dtype), view.index_select(0, source))
+        view.index_copy_(0, where, block)
         made.append(block)
     return out, made
 
@@ -97,8 +110,9 @@ def fold_ghosts(grad: torch.Tensor, plans: Sequence[AxisPlan]) -> torch.Tensor:
     gradient travels through both of its axes); returns the data part of ``grad`` (a view).
     """
     plans = tuple(plans)
-    for b in _fold_order(plans):
-        p = plans[b.axis]
-        rows = ghost_tensors(p.kernel_size, p.dilation, p.before, p.after, grad.device, grad.dtype)[b.side]
-        grad[b.source].add_(contract(grad[b.block], rows.T, 2 + b.axis, grad.dtype))
+    for axis in reversed(_axes(plans)):
+        view = grad[axis.lead].movedim(axis.dim, 0)
+        source, where = _index(axis.source, grad.device), _index(axis.ghosts, grad.device)
+        m = _weights(plans[axis.dim - 2], grad.device, grad.dtype)
+        view.index_add_(0, source, _apply(m.T, view.index_select(0, where)))
     return grad[_data_index(plans)]
