@@ -60,12 +60,20 @@ def _ring(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.mm(m, edge_rows.flatten(1)).view(2 * p, N, C, W + 2 * p), ghost_cols
 
 
+def _channels_last(alloc, shape: tuple[int, ...]) -> torch.Tensor:
+    """A tensor of ``shape`` ``(N, 4, C, rows, L)`` from ``alloc`` whose ``flatten(1, 2)`` is
+    channels-last: oneDNN then convolves the thin bands with no reorder to and from its
+    blocked layout (measured: 0.3-0.7 ms less per call on 8x32x96x96)."""
+    N, four, C, rows, L = shape
+    return alloc(N, rows, L, four, C).permute(0, 3, 4, 1, 2)
+
+
 def _bands(ghost_rows: torch.Tensor, ghost_cols: torch.Tensor, k: int) -> torch.Tensor:
     """The four bands ``(N, 4C, 2p - 1, max(H, W) + 2p)`` of the grouped convolution."""
     p = k // 2
     _, N, C, Wp = ghost_rows.shape
     H = ghost_cols.shape[2]
-    bands = ghost_rows.new_zeros(N, 4, C, 2 * p - 1, max(Wp, H + 2 * p))
+    bands = _channels_last(ghost_rows.new_zeros, (N, 4, C, 2 * p - 1, max(Wp, H + 2 * p)))
     bands[:, 0, :, :p, :Wp] = ghost_rows[:p].permute(1, 2, 0, 3)
     bands[:, 1, :, p - 1:, :Wp] = ghost_rows[p:].permute(1, 2, 0, 3)
     bands[:, 2, :, :p, p:p + H] = ghost_cols[..., :p].mT
@@ -110,7 +118,7 @@ def band_grads(g: torch.Tensor, kept: tuple[torch.Tensor, ...], groups: int, nee
     k = band_weight.shape[-1]
     p, (N, O, H, W) = k // 2, g.shape
     L = max(H, W)
-    g_bands = g.new_zeros(N, 4, O, p, L) if H != W else g.new_empty(N, 4, O, p, L)
+    g_bands = _channels_last(g.new_zeros if H != W else g.new_empty, (N, 4, O, p, L))
     g_bands[:, 0, ..., :W] = g[:, :, :p]
     g_bands[:, 1, ..., :W] = g[:, :, H - p:]
     g_bands[:, 2, ..., :H] = g[..., :p].mT
