@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from ._coeffs import ghost_tensors
+from ._padded import lead_matmul
 
 
 @functools.lru_cache(maxsize=256)
@@ -49,15 +50,16 @@ def banded_applies(nd: int, kernel_size: tuple[int, ...], strides: tuple[int, ..
 
 def _ring(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Ghost rows ``(2p, N, C, W + 2p)`` (top then bottom, corners included) and ghost columns
-    ``(N, C, H, 2p)`` (left then right) of ``x`` ``(N, C, H, W)``. Each side pair is one
-    matrix product, the rows' with their contraction axis leading (one GEMM, not one small
-    product per map)."""
+    ``(2p, N, C, H)`` (left then right) of ``x`` ``(N, C, H, W)``. Each is one matrix product
+    with the contraction axis leading: one long GEMM, not a product per map, nor a skinny one
+    over rows of ``2k`` (several times slower)."""
     p, (N, C, H, W) = k // 2, x.shape
     m, rows = _constants(k, H, x.device, x.dtype)
-    ghost_cols = F.linear(torch.cat([x[..., :k], x[..., W - k:]], -1), m)          # (N, C, H, 2p)
-    at_rows = ghost_cols.movedim(2, 0).index_select(0, rows)                        # (2k, N, C, 2p)
+    edge_cols = torch.cat([x[..., :k], x[..., W - k:]], -1).permute(3, 0, 1, 2)       # (2k, N, C, H)
+    ghost_cols = lead_matmul(m, edge_cols)
+    at_rows = ghost_cols.index_select(3, rows).permute(3, 1, 2, 0)                     # (2k, N, C, 2p)
     edge_rows = torch.cat([at_rows[..., :p], x.movedim(2, 0).index_select(0, rows), at_rows[..., p:]], -1)
-    return torch.mm(m, edge_rows.flatten(1)).view(2 * p, N, C, W + 2 * p), ghost_cols
+    return lead_matmul(m, edge_rows), ghost_cols
 
 
 def _channels_last(alloc, shape: tuple[int, ...]) -> torch.Tensor:
@@ -72,12 +74,12 @@ def _bands(ghost_rows: torch.Tensor, ghost_cols: torch.Tensor, k: int) -> torch.
     """The four bands ``(N, 4C, 2p - 1, max(H, W) + 2p)`` of the grouped convolution."""
     p = k // 2
     _, N, C, Wp = ghost_rows.shape
-    H = ghost_cols.shape[2]
+    H = ghost_cols.shape[-1]
     bands = _channels_last(ghost_rows.new_zeros, (N, 4, C, 2 * p - 1, max(Wp, H + 2 * p)))
     bands[:, 0, :, :p, :Wp] = ghost_rows[:p].permute(1, 2, 0, 3)
     bands[:, 1, :, p - 1:, :Wp] = ghost_rows[p:].permute(1, 2, 0, 3)
-    bands[:, 2, :, :p, p:p + H] = ghost_cols[..., :p].mT
-    bands[:, 3, :, p - 1:, p:p + H] = ghost_cols[..., p:].mT
+    bands[:, 2, :, :p, p:p + H] = ghost_cols[:p].permute(1, 2, 0, 3)
+    bands[:, 3, :, p - 1:, p:p + H] = ghost_cols[p:].permute(1, 2, 0, 3)
     return bands.flatten(1, 2)
 
 
@@ -150,13 +152,14 @@ def _fold_ring(dx: torch.Tensor, g_bands: torch.Tensor, k: int) -> None:
     of ``dx`` ``(N, C, H, W)`` they were extrapolated from (the transpose of :func:`_ring`)."""
     p, (N, C, H, W) = k // 2, dx.shape
     m, rows = _constants(k, H, dx.device, dx.dtype)
-    g_rows = torch.cat([g_bands[:, 0, :, :p, :W + 2 * p], g_bands[:, 1, :, p - 1:, :W + 2 * p]], 2)
-    g_edge_rows = torch.mm(m.T, g_rows.permute(2, 0, 1, 3).flatten(1)).view(2 * k, N, C, W + 2 * p)
-    g_cols = torch.cat([g_bands[:, 2, :, :p, p:p + H], g_bands[:, 3, :, p - 1:, p:p + H]], 2).mT  # (N, C, H, 2p)
-    g_corners = torch.cat([g_edge_rows[..., :p], g_edge_rows[..., p + W:]], -1)                    # (2k, N, C, 2p)
-    g_cols.movedim(2, 0).index_add_(0, rows, g_corners)
-    g_edge_cols = F.linear(g_cols, m.T)                                                            # (N, C, H, 2k)
+    lead = (2, 0, 1, 3)                                  # (N, C, rows, L) -> (rows, N, C, L)
+    g_rows = torch.cat([g_bands[:, 0, :, :p, :W + 2 * p].permute(lead), g_bands[:, 1, :, p - 1:, :W + 2 * p].permute(lead)])
+    g_edge_rows = lead_matmul(m.T, g_rows)                                                    # (2k, N, C, W + 2p)
+    g_cols = torch.cat([g_bands[:, 2, :, :p, p:p + H].permute(lead), g_bands[:, 3, :, p - 1:, p:p + H].permute(lead)])
+    g_corners = torch.cat([g_edge_rows[..., :p], g_edge_rows[..., p + W:]], -1)        # (2k, N, C, 2p)
+    g_cols.index_add_(3, rows, g_corners.permute(3, 1, 2, 0))
+    g_edge_cols = lead_matmul(m.T, g_cols)                                                    # (2k, N, C, H)
     dx.movedim(2, 0).index_add_(0, rows, g_edge_rows[..., p:p + W])
     # Two adds, not one: the k first and k last columns overlap when W < 2k.
-    dx[..., :k].add_(g_edge_cols[..., :k])
-    dx[..., W - k:].add_(g_edge_cols[..., k:])
+    dx[..., :k].add_(g_edge_cols[:k].permute(1, 2, 3, 0))
+    dx[..., W - k:].add_(g_edge_cols[k:].permute(1, 2, 3, 0))

@@ -73,9 +73,11 @@ def padded_shape(x: torch.Tensor, plans: Sequence[AxisPlan]) -> list[int]:
     return list(x.shape[:2]) + [p.before + p.length + p.after for p in plans]
 
 
-def _apply(m: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """``m @ t`` over ``t``'s first dim (one matrix product, whatever ``t``'s other dims)."""
-    return torch.mm(m, t.flatten(1)).view(m.shape[0], *t.shape[1:])
+def lead_matmul(m: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """``m @ t`` over ``t``'s first dim, as one long matrix product (whatever ``t``'s other
+    dims; a strided ``t`` is copied first). Several times faster than a product per map, or a
+    skinny one with the contracted axis last."""
+    return torch.mm(m, t.reshape(t.shape[0], -1)).view(m.shape[0], *t.shape[1:])
 
 
 def fill_padded(
@@ -96,7 +98,7 @@ def fill_padded(
         source, where = _index(axis.source, x.device), _index(axis.ghosts, x.device)
         block = ghosts[i] if ghosts is not None else None
         if block is None:
-            block = _apply(_weights(plans[axis.dim - 2], x.device, x.dtype), view.index_select(0, source))
+            block = lead_matmul(_weights(plans[axis.dim - 2], x.device, x.dtype), view.index_select(0, source))
         view.index_copy_(0, where, block)
         made.append(block)
     return out, made
@@ -114,5 +116,5 @@ def fold_ghosts(grad: torch.Tensor, plans: Sequence[AxisPlan]) -> torch.Tensor:
         view = grad[axis.lead].movedim(axis.dim, 0)
         source, where = _index(axis.source, grad.device), _index(axis.ghosts, grad.device)
         m = _weights(plans[axis.dim - 2], grad.device, grad.dtype)
-        view.index_add_(0, source, _apply(m.T, view.index_select(0, where)))
+        view.index_add_(0, source, lead_matmul(m.T, view.index_select(0, where)))
     return grad[_data_index(plans)]
