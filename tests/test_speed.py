@@ -272,8 +272,8 @@ def test_fold_ghosts_is_the_transpose_of_fill_padded(lengths, ks, strides, dils)
 
 @pytest.mark.parametrize("lengths,ks,dils", [((7, 8), (3, 5), (1, 1)), ((11, 9), (3, 3), (1, 2)), ((5, 6, 7), (3, 2, 3), (1, 1, 1))])
 def test_refilled_buffer_equals_a_fresh_one(lengths, ks, dils):
-    """The backward pass rebuilds the padded buffer from ``x`` and the forward pass's ghost
-    blocks; that copy must equal extrapolating again, to the bit."""
+    """The backward pass rebuilds the padded buffer from ``x`` and the forward pass's ghosts
+    (one tensor per padded axis); that copy must equal extrapolating again, to the bit."""
     from diffconv.torch._padded import fill_padded
     plans = geometry(lengths, ks, (1,) * len(lengths), dils).plans
     x = torch.randn(2, 3, *lengths, generator=torch.Generator().manual_seed(5))

@@ -2,13 +2,14 @@
 ghosts), in one of three forms chosen by :func:`_plain_form`.
 
 * **banded** (plain float32/float64 2-d layers, stride 1, square odd kernel, maps of at least
-  :data:`BANDED_MIN_SIDE`): the zero-padded convolution plus the ghost ring convolved as four
+  :data:`BANDED_MIN_SIDE`, except layers with fewer input than output channels on maps that
+  the padded form takes): the zero-padded convolution plus the ghost ring convolved as four
   thin bands (:mod:`diffconv.torch._banded`); backward keeps the ring.
 * **padded** (the other plain float32/float64 layers on small 2-d maps, and in 3-d;
   :data:`PADDED_FORM_MAX_POSITIONS`): a transient ghost-padded buffer and a VALID convolution;
-  backward rebuilds it for the weight gradient (copying the kept ghost blocks in) and frees it
-  before the input gradient (the padded buffer's gradient, its ghost part folded onto the edge
-  samples).
+  backward rebuilds it for the weight gradient (copying the kept last-axis ghosts in) and frees
+  it before the input gradient (the padded buffer's gradient, its ghost part folded onto the
+  edge samples).
 * **corrections** (everything else): ``conv(x, padding=before)`` (the same call as
   ``padding='same'``), then either the ghost corrections are added onto the boundary outputs
   (plain layers), or the boundary output blocks are recomputed from thin boxes of the
@@ -57,7 +58,7 @@ def lean_forward(
 
 
 def padded_forward(x, weight, bias, geo: Geometry, groups: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Output of the padded-buffer form, and the buffer's ghost blocks (kept for backward)."""
+    """Output of the padded-buffer form, and the buffer's ghosts per axis (kept for backward)."""
     padded, ghosts = fill_padded(x, geo.plans)
     return CONV[x.dim() - 2](padded, weight, bias, geo.strides, 0, geo.dilations, groups), ghosts
 
@@ -73,7 +74,8 @@ PADDED_FORM_MAX_POSITIONS = {1: 0, 2: 128 * 128, 3: math.inf}
 #: Shortest side of the 2-d maps that the banded form takes (where it applies). Measured
 #: (docs/benchmarks.md): it beat the padded buffer at 96x96; at 48x48 and below the padded
 #: buffer was as fast or faster, the bands' grouped convolution costing more there relative to
-#: the main one.
+#: the main one. Layers with fewer input than output channels keep the padded buffer up to
+#: :data:`PADDED_FORM_MAX_POSITIONS` (at 96x96: 1.12-1.18 vs 1.23-1.29 for 3 -> 32 channels).
 BANDED_MIN_SIDE = 64
 
 #: ``None`` (choose by size), ``"padded"``, ``"banded"`` or ``"corrections"``: lets tests run
@@ -117,7 +119,7 @@ def _boundary_forward(x, weight, bias, edge_weight, edge_bias, geo, groups, spec
 def _padded_grads(g, x, w, has_bias, geo, groups, ghosts, need_x, need_w, need_b):
     """Gradients of the padded form without keeping the padded buffer.
 
-    Weights and bias: from the buffer rebuilt from ``x`` and the forward pass's ghost blocks
+    Weights and bias: from the buffer rebuilt from ``x`` and the forward pass's ghosts
     (copied, not extrapolated again; ``None`` entries are), freed before the input gradient
     exists. Input: the gradient on the padded buffer (one transposed convolution), whose ghost
     part :func:`fold_ghosts` adds onto the edge samples; ``dx`` is a view of its data part.
