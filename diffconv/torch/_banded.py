@@ -33,9 +33,7 @@ def _constants(k: int, rows: int, device: torch.device, dtype: torch.dtype) -> t
     that ``M @ edges`` turns the ``k`` first and ``k`` last samples into the ``p`` low and ``p``
     high ghosts; and the index of the ``k`` first and ``k`` last of ``rows`` rows."""
     p = k // 2
-    low, high = ghost_tensors(k, 1, p, p, device, dtype)
-    m = torch.zeros(2 * p, 2 * k, device=device, dtype=dtype)
-    m[:p, :k], m[p:, k:] = low, high
+    m = torch.block_diag(*ghost_tensors(k, 1, p, p, device, dtype))
     index = torch.tensor(list(range(k)) + list(range(rows - k, rows)), device=device)
     return m, index
 
