@@ -51,6 +51,7 @@ def _axes(plans: tuple[AxisPlan, ...]) -> tuple[_Axis, ...]:
 
 @functools.lru_cache(maxsize=512)
 def _index(positions: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    """``positions`` as an index tensor on ``device`` (built once)."""
     return torch.tensor(positions, device=device)
 
 
