@@ -23,7 +23,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from ._coeffs import ghost_tensors
+from ._coeffs import ghost_matrix
 from ._padded import lead_matmul
 
 
@@ -33,7 +33,7 @@ def _constants(k: int, rows: int, device: torch.device, dtype: torch.dtype) -> t
     that ``M @ edges`` turns the ``k`` first and ``k`` last samples into the ``p`` low and ``p``
     high ghosts; and the index of the ``k`` first and ``k`` last of ``rows`` rows."""
     p = k // 2
-    m = torch.block_diag(*ghost_tensors(k, 1, p, p, device, dtype))
+    m = ghost_matrix(k, 1, p, p, device, dtype)
     index = torch.tensor(list(range(k)) + list(range(rows - k, rows)), device=device)
     return m, index
 

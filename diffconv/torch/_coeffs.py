@@ -47,3 +47,14 @@ def ghost_tensors(
     if torch.compiler.is_compiling():
         return _build(kernel_size, dilation, before, after, device, dtype)
     return _cached(kernel_size, dilation, before, after, device, dtype)
+
+
+@functools.lru_cache(maxsize=256)
+def ghost_matrix(
+    kernel_size: int, dilation: int, before: int, after: int, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
+    """Both sides' ghost weights of :func:`ghost_tensors` block diagonal, ``(before + after,
+    n * k*d)`` with ``n`` the sides that have ghosts: one product with the ``k*d`` first and the
+    ``k*d`` last samples (stacked) gives every ghost of the axis. Eager mode only (cached)."""
+    low, high = ghost_tensors(kernel_size, dilation, before, after, device, dtype)
+    return torch.block_diag(*(m for m in (low, high) if m.shape[0]))

@@ -19,7 +19,7 @@ from typing import Sequence
 import torch
 
 from ..plan import AxisPlan
-from ._coeffs import ghost_tensors
+from ._coeffs import ghost_matrix
 
 
 @dataclass(frozen=True)
@@ -55,12 +55,9 @@ def _index(positions: tuple[int, ...], device: torch.device) -> torch.Tensor:
     return torch.tensor(positions, device=device)
 
 
-@functools.lru_cache(maxsize=256)
 def _weights(p: AxisPlan, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """``(before + after, n_source)``: both sides' ghost weights, block diagonal, so that one
-    product with the gathered edge samples gives every ghost of the axis."""
-    low, high = ghost_tensors(p.kernel_size, p.dilation, p.before, p.after, device, dtype)
-    return torch.block_diag(*(m for m in (low, high) if m.shape[0]))
+    """The axis's :func:`ghost_matrix` ``(before + after, n_source)``."""
+    return ghost_matrix(p.kernel_size, p.dilation, p.before, p.after, device, dtype)
 
 
 @functools.lru_cache(maxsize=512)
