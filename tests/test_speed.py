@@ -350,3 +350,22 @@ def test_banded_form_with_channels_last_input_matches_composite(monkeypatch):
     assert torch.allclose(y, yc, rtol=1e-12, atol=1e-12 * yc.abs().max().item())
     for a, b in zip(got, want):
         assert torch.allclose(a, b, rtol=1e-12, atol=1e-12 * b.abs().max().item())
+
+
+@pytest.mark.parametrize("k", [3, 5])
+@pytest.mark.parametrize("wanted", ["input", "weight"])
+def test_fast_forms_give_the_one_gradient_asked_for(plain_form, k, wanted):
+    """Only the input (a frozen layer) or only the weight (a first layer) needs a gradient: each
+    form's backward computes just that one, equal to the composite form's."""
+    g = torch.Generator().manual_seed(k)
+    x = torch.randn(2, 3, 9, 11, generator=g, dtype=torch.float64, requires_grad=wanted == "input")
+    w = torch.randn(4, 3, k, k, generator=g, dtype=torch.float64, requires_grad=wanted == "weight")
+    b = torch.randn(4, generator=g, dtype=torch.float64)
+    leaf = x if wanted == "input" else w
+    y = DF.conv2d(x, w, b)
+    gy = torch.randn(y.shape, generator=g, dtype=torch.float64)
+    (got,) = torch.autograd.grad(y, leaf, gy)
+    geo = geometry((9, 11), (k, k), (1, 1), (1, 1))
+    (want,) = torch.autograd.grad(composite(x, w, b, None, None, geo=geo, groups=1, special=False,
+                                            boundary_input_grad=True), leaf, gy)
+    assert torch.allclose(got, want, rtol=1e-12, atol=1e-12 * want.abs().max().item())

@@ -246,7 +246,7 @@ def _lean_grads(ctx, g, x, w, b, we, be, needs):
         band = band_grads(g, ctx.banded, groups, need_x, need_w) if need_x or need_w else None  # g's edges in cache
         dx, dw, db = _conv_backward(g, x, w, b is not None, geo, groups, geo.padding, [need_x, need_w, need_b])
         if band is not None:
-            add_band_grads(dx, dw, band, w.shape[-1])
+            add_band_grads(dx, dw, band)
         return dx, dw, db, None, None
     if ctx.form == "padded":
         ghosts, ctx.ghosts = ctx.ghosts, None        # a second backward (retain_graph) recomputes them
