@@ -4,7 +4,8 @@ ghosts), in one of three forms chosen by :func:`_plain_form`.
 * **banded** (plain float32/float64 2-d layers, stride 1, square odd kernel, maps of at least
   :data:`BANDED_MIN_SIDE`, except layers with fewer input than output channels on maps that
   the padded form takes): the zero-padded convolution plus the ghost ring convolved as four
-  thin bands (:mod:`diffconv.torch._banded`); backward keeps the ring.
+  thin bands (:mod:`diffconv.torch._banded`); backward keeps the ring (at k = 3, the bands:
+  the same samples).
 * **padded** (the other plain float32/float64 layers on small 2-d maps, and in 3-d;
   :data:`PADDED_FORM_MAX_POSITIONS`): a transient ghost-padded buffer and a VALID convolution;
   backward rebuilds it for the weight gradient (copying the kept last-axis ghosts in) and frees
