@@ -24,17 +24,17 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from ._coeffs import ghost_matrix
+from ._coeffs import ghost_operator
 from ._padded import lead_matmul
 
 
 @functools.lru_cache(maxsize=256)
 def _constants(k: int, rows: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """``M`` ``(2p, 2k)``: the low and high ghost weights side by side (block diagonal), so
-    that ``M @ edges`` turns the ``k`` first and ``k`` last samples into the ``p`` low and ``p``
-    high ghosts; and the index of the ``k`` first and ``k`` last of ``rows`` rows."""
+    """The ghost weights ``(2, p, k)`` (low side, high side) that :func:`lead_matmul` applies
+    to the ``k`` first and ``k`` last samples to give the ``p`` low and ``p`` high ghosts; and
+    the index of the ``k`` first and ``k`` last of ``rows`` rows."""
     p = k // 2
-    m = ghost_matrix(k, 1, p, p, device, dtype)
+    m = ghost_operator(k, 1, p, p, device, dtype)
     index = torch.tensor(list(range(k)) + list(range(rows - k, rows)), device=device)
     return m, index
 
@@ -179,8 +179,8 @@ def _fold_ring(g_bands: torch.Tensor, k: int, H: int, W: int) -> tuple[torch.Ten
     m, rows = _constants(k, H, g_bands.device, g_bands.dtype)
     lead = (2, 0, 1, 3)                                  # (N, C, rows, L) -> (rows, N, C, L)
     g_rows = torch.cat([g_bands[:, 0, :, :p, :W + 2 * p].permute(lead), g_bands[:, 1, :, p - 1:, :W + 2 * p].permute(lead)])
-    g_edge_rows = lead_matmul(m.T, g_rows)                                                    # (2k, N, C, W + 2p)
+    g_edge_rows = lead_matmul(m.mT, g_rows)                                                    # (2k, N, C, W + 2p)
     g_cols = torch.cat([g_bands[:, 2, :, :p, p:p + H].permute(lead), g_bands[:, 3, :, p - 1:, p:p + H].permute(lead)])
     g_corners = torch.cat([g_edge_rows[..., :p], g_edge_rows[..., p + W:]], -1)        # (2k, N, C, 2p)
     g_cols.index_add_(3, rows, g_corners.permute(3, 1, 2, 0))
-    return g_edge_rows[..., p:p + W], lead_matmul(m.T, g_cols)
+    return g_edge_rows[..., p:p + W], lead_matmul(m.mT, g_cols)

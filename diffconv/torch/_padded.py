@@ -19,7 +19,7 @@ from typing import Sequence
 import torch
 
 from ..plan import AxisPlan
-from ._coeffs import ghost_matrix
+from ._coeffs import ghost_operator
 
 
 @dataclass(frozen=True)
@@ -56,8 +56,8 @@ def _index(positions: tuple[int, ...], device: torch.device) -> torch.Tensor:
 
 
 def _weights(p: AxisPlan, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """The axis's :func:`ghost_matrix` ``(before + after, n_source)``."""
-    return ghost_matrix(p.kernel_size, p.dilation, p.before, p.after, device, dtype)
+    """The axis's :func:`ghost_operator`."""
+    return ghost_operator(p.kernel_size, p.dilation, p.before, p.after, device, dtype)
 
 
 @functools.lru_cache(maxsize=512)
@@ -74,7 +74,13 @@ def padded_shape(x: torch.Tensor, plans: Sequence[AxisPlan]) -> list[int]:
 def lead_matmul(m: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     """``m @ t`` over ``t``'s first dim, as one long matrix product (whatever ``t``'s other
     dims; a strided ``t`` is copied first). Several times faster than a product per map, or a
-    skinny one with the contracted axis last."""
+    skinny one with the contracted axis last.
+
+    ``m``: a matrix ``(a, b)``, or two side blocks ``(2, a, b)`` (a block-diagonal matrix as a
+    batch of two products; :func:`~diffconv.torch._coeffs.ghost_operator`), with ``t``
+    ``(b, ...)`` or ``(2b, ...)``. Transpose either form with ``m.mT``."""
+    if m.dim() == 3:
+        return torch.bmm(m, t.reshape(2, m.shape[2], -1)).view(2 * m.shape[1], *t.shape[1:])
     return torch.mm(m, t.reshape(t.shape[0], -1)).view(m.shape[0], *t.shape[1:])
 
 
@@ -114,5 +120,5 @@ def fold_ghosts(grad: torch.Tensor, plans: Sequence[AxisPlan]) -> torch.Tensor:
         view = grad[axis.lead].movedim(axis.dim, 0)
         source, where = _index(axis.source, grad.device), _index(axis.ghosts, grad.device)
         m = _weights(plans[axis.dim - 2], grad.device, grad.dtype)
-        view.index_add_(0, source, lead_matmul(m.T, view.index_select(0, where)))
+        view.index_add_(0, source, lead_matmul(m.mT, view.index_select(0, where)))
     return grad[_data_index(plans)]
