@@ -369,3 +369,22 @@ def test_fast_forms_give_the_one_gradient_asked_for(plain_form, k, wanted):
     (want,) = torch.autograd.grad(composite(x, w, b, None, None, geo=geo, groups=1, special=False,
                                             boundary_input_grad=True), leaf, gy)
     assert torch.allclose(got, want, rtol=1e-12, atol=1e-12 * want.abs().max().item())
+
+
+@pytest.mark.parametrize("k,d,before,after", [(3, 1, 1, 1), (5, 2, 4, 4), (4, 1, 1, 2), (2, 1, 0, 1)])
+def test_ghost_operator_products_equal_the_block_diagonal_product(k, d, before, after):
+    """Side blocks (odd extents) or the block-diagonal matrix: the same ghosts from the same
+    edge samples, as the ghost weights of each side applied alone."""
+    from diffconv.torch._coeffs import ghost_operator, ghost_tensors
+    from diffconv.torch._padded import lead_matmul
+    low, high = ghost_tensors(k, d, before, after, torch.device("cpu"), torch.float64)
+    op = ghost_operator(k, d, before, after, torch.device("cpu"), torch.float64)
+    assert op.dim() == (3 if before == after else 2)
+    sides = [(m, i) for i, m in enumerate((low, high)) if m.shape[0]]
+    edges = torch.randn(len(sides) * k * d, 3, 5, dtype=torch.float64)
+    want = torch.cat([torch.einsum("gs,sab->gab", m, edges[j * k * d:(j + 1) * k * d]) for j, (m, _) in enumerate(sides)])
+    assert torch.allclose(lead_matmul(op, edges), want, rtol=1e-13, atol=1e-10)
+    g = torch.randn(before + after, 3, 5, dtype=torch.float64)
+    want_t = torch.cat([torch.einsum("gs,gab->sab", m, g[sum(q.shape[0] for q, _ in sides[:j]):][:m.shape[0]])
+                        for j, (m, _) in enumerate(sides)])
+    assert torch.allclose(lead_matmul(op.mT, g), want_t, rtol=1e-13, atol=1e-10)
