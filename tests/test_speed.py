@@ -380,11 +380,10 @@ def test_ghost_operator_products_equal_the_block_diagonal_product(k, d, before, 
     low, high = ghost_tensors(k, d, before, after, torch.device("cpu"), torch.float64)
     op = ghost_operator(k, d, before, after, torch.device("cpu"), torch.float64)
     assert op.dim() == (3 if before == after else 2)
-    sides = [(m, i) for i, m in enumerate((low, high)) if m.shape[0]]
+    sides = [m for m in (low, high) if m.shape[0]]
     edges = torch.randn(len(sides) * k * d, 3, 5, dtype=torch.float64)
-    want = torch.cat([torch.einsum("gs,sab->gab", m, edges[j * k * d:(j + 1) * k * d]) for j, (m, _) in enumerate(sides)])
+    want = torch.cat([torch.einsum("gs,sab->gab", m, e) for m, e in zip(sides, edges.split(k * d))])
     assert torch.allclose(lead_matmul(op, edges), want, rtol=1e-13, atol=1e-10)
     g = torch.randn(before + after, 3, 5, dtype=torch.float64)
-    want_t = torch.cat([torch.einsum("gs,gab->sab", m, g[sum(q.shape[0] for q, _ in sides[:j]):][:m.shape[0]])
-                        for j, (m, _) in enumerate(sides)])
+    want_t = torch.cat([torch.einsum("gs,gab->sab", m, part) for m, part in zip(sides, g.split([m.shape[0] for m in sides]))])
     assert torch.allclose(lead_matmul(op.mT, g), want_t, rtol=1e-13, atol=1e-10)

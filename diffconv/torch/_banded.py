@@ -160,7 +160,7 @@ def add_band_grads(dx: torch.Tensor | None, dw: torch.Tensor | None, grads) -> N
         dw.add_(g_w)
     if dx is None:
         return
-    (H, W), k = dx.shape[2:], 2 * ((g_ring.shape[2] + 1) // 2) + 1
+    (H, W), k = dx.shape[2:], g_ring.shape[2] + 2                # the bands have 2p - 1 = k - 2 rows
     g_edge_rows, g_edge_cols = _fold_ring(g_ring.unflatten(1, (4, -1)), k, H, W)
     # Two adds per axis, not one: the k first and k last rows (columns) overlap when H < 2k
     # (W < 2k). Slices, not an index_add_ over the rows: 0.45 vs 0.69 ms at 8x32x96x96.
