@@ -5,9 +5,11 @@ eager mode it runs in one autograd node (:mod:`diffconv.torch._autograd`): the z
 convolution plus the ghost ring convolved as four thin bands (2-d maps of 64 and more), a
 transient ghost-padded buffer and a VALID convolution (other small maps), or the zero-padded
 convolution plus thin boundary terms. Each saves what ``padding='same'`` saves, plus at most
-a thin rim of ghosts. Under ``torch.compile`` and for higher-order
-gradients it is the plain composite (pad, then VALID ``F.convNd``). The ghost weights come
-from :mod:`diffconv.coefficients`.
+a thin rim of ghosts. Under ``torch.compile`` and for higher-order gradients it is a composite
+of plain differentiable operations: under ``torch.compile``, plain float 2-d stride-1 layers
+with a square odd kernel trace the banded form (:func:`~diffconv.torch._banded.banded_conv2d`);
+other layers, and higher-order gradients, pad and then run a VALID ``F.convNd``. The ghost
+weights come from :mod:`diffconv.coefficients`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Sequence
 import torch
 
 from ._autograd import CONV, LeanConv
+from ._banded import banded_applies, banded_conv2d
 from ._boundary import Geometry, geometry, out_view
 from ._validate import validate_conv_args
 from .padding import lagrange_pad, pad_axis
@@ -40,9 +43,14 @@ def composite(
 
     Used under ``torch.compile``, for higher-order gradients, and where the lean path does not
     apply. Edge kernel / switch: the boundary output blocks are recomputed from views of the
-    padded input and written over the plain result.
+    padded input and written over the plain result. Under ``torch.compile``, plain float32 /
+    float64 layers that the banded form covers trace :func:`banded_conv2d` instead (no padded
+    copy of ``x``; measured in docs/benchmarks.md).
     """
     nd = x.dim() - 2
+    if (not special and torch.compiler.is_compiling() and x.dtype in (torch.float32, torch.float64)
+            and banded_applies(nd, tuple(weight.shape[2:]), geo.strides, geo.dilations)):
+        return banded_conv2d(x, weight, bias, groups)
     padded = x
     for a in reversed(range(nd)):
         p = geo.plans[a]
