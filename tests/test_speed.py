@@ -224,6 +224,33 @@ def test_speed_quick_writes_documented_json(tmp_path):
         assert r["memory_zero_bytes"] > 0 and r["memory_diff_bytes"] > 0
 
 
+@pytest.mark.skipif(not hasattr(torch, "compile"), reason="torch.compile unavailable")
+@pytest.mark.parametrize("compiled", [False, True])
+def test_speed_torch_compile_runs_the_compiled_models(compiled, tmp_path, monkeypatch):
+    """``--torch-compile BACKEND`` runs both models through torch.compile: the DiffConv layers
+    of the quick stack then trace the banded form's plain-op version, which eager mode never
+    calls; the settings record the backend."""
+    from diffconv.torch import functional as functional_module
+
+    traced = []
+    banded = functional_module.banded_conv2d
+
+    def spy(*args):
+        traced.append(args[0].shape)
+        return banded(*args)
+
+    monkeypatch.setattr(functional_module, "banded_conv2d", spy)
+    torch._dynamo.reset()
+    path = tmp_path / "speed.json"
+    argv = ["speed", "--quick", "--framework", "torch", "--models", "stack", "--json", str(path)]
+    assert main(argv + (["--torch-compile", "eager"] if compiled else [])) == 0
+    data = json.loads(path.read_text())
+    assert data["settings"]["torch_compile"] == ("eager" if compiled else None)
+    assert (len(traced) > 0) == compiled
+    (r,) = data["results"]
+    assert math.isfinite(r["time_ratio_paired"]) and r["memory_diff_bytes"] > 0
+
+
 def test_paired_ratio_is_the_median_of_per_round_ratios():
     """Per-round ratios 1.5, 1, 1.5, 0.5: their median is 1.25, while the ratio of the two
     medians (3 / 3) is 1; the report keeps both."""

@@ -83,6 +83,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="glibc only: keep freed heap memory mapped instead of returning it to the system "
                              "(mallopt M_TRIM_THRESHOLD), so that each step does not page-fault its buffers in "
                              "again; applies to both variants (see docs/benchmarks.md)")
+    parser.add_argument("--torch-compile", nargs="?", const="inductor", default=None, metavar="BACKEND",
+                        help="run both torch models through torch.compile(fullgraph=True) with BACKEND (default "
+                             "inductor); compilation runs untimed before the warmup steps. JAX steps are always jitted")
     parser.add_argument("--json", type=str, default=None, metavar="PATH", help="write the results as JSON")
     parser.add_argument("--quick", action="store_true",
                         help="tiny shapes and 2 repeats: checks that everything runs, numbers mean little")
@@ -212,11 +215,13 @@ def _torch_cases(model: str, k: int, s: dict[str, Any], device: str, dtype_name:
 
     def make_step(net: nn.Module) -> Callable[[], None]:
         opt = torch.optim.Adam(net.parameters(), lr=1e-4) if model == "unet" else None
+        backend = s.get("torch_compile")
+        forward = torch.compile(net, fullgraph=True, backend=backend) if backend else net
 
         def step() -> None:
             for p in net.parameters():
                 p.grad = None
-            loss = nn.functional.mse_loss(net(x), target)
+            loss = nn.functional.mse_loss(forward(x), target)
             loss.backward()
             if opt is not None:
                 opt.step()
@@ -238,7 +243,7 @@ def _run_torch(model: str, k: int, s: dict[str, Any], device: str, dtype_name: s
         if device == "cuda":
             torch.cuda.synchronize()
 
-    for _ in range(s["warmup"]):
+    for _ in range(s["warmup"] + (1 if s.get("torch_compile") else 0)):       # + one step that compiles
         for _, step in cases:
             step()
     sync()
@@ -467,6 +472,7 @@ def run(args: argparse.Namespace) -> int:
     s["threads"] = args.threads
     s["cpu_time"] = bool(args.cpu_time)
     s["keep_freed_memory"] = bool(args.keep_freed_memory)
+    s["torch_compile"] = args.torch_compile
     if args.keep_freed_memory:
         keep_freed_memory()
     frameworks = list(dict.fromkeys(args.framework))
