@@ -21,16 +21,15 @@ Backward keeps the bands at ``k = 3`` (one row each, the ring itself) and the ri
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F
 
-from ._coeffs import ghost_operator
+from ._coeffs import eager_cached, ghost_operator
 from ._padded import lead_matmul
 
 
-def _build_constants(k: int, rows: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+@eager_cached
+def _constants(k: int, rows: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """The ghost weights ``(2, p, k)`` (low side, high side) that :func:`lead_matmul` applies
     to the ``k`` first and ``k`` last samples to give the ``p`` low and ``p`` high ghosts; and
     the index of the ``k`` first and ``k`` last of ``rows`` rows."""
@@ -38,16 +37,6 @@ def _build_constants(k: int, rows: int, device: torch.device, dtype: torch.dtype
     m = ghost_operator(k, 1, p, p, device, dtype)
     index = torch.tensor(list(range(k)) + list(range(rows - k, rows)), device=device)
     return m, index
-
-
-_cached_constants = functools.lru_cache(maxsize=256)(_build_constants)
-
-
-def _constants(k: int, rows: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`_build_constants`, cached in eager mode; graph constants under ``torch.compile``."""
-    if torch.compiler.is_compiling():
-        return _build_constants(k, rows, device, dtype)
-    return _cached_constants(k, rows, device, dtype)
 
 
 def banded_applies(nd: int, kernel_size: tuple[int, ...], strides: tuple[int, ...], dilations: tuple[int, ...]) -> bool:
