@@ -154,22 +154,28 @@ def test_torch_compile_fullgraph_matches_eager():
     assert torch.allclose(gx, gx_ref, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.skipif(not hasattr(torch, "compile"), reason="torch.compile unavailable")
-@pytest.mark.parametrize("k,groups,edge", [(3, 1, False), (5, 2, False), (3, 1, True)])
-def test_torch_compile_traces_the_banded_form_for_plain_layers(k, groups, edge, monkeypatch):
-    """Under torch.compile, plain float 2-d stride-1 layers trace the banded form (no padded
-    copy of x); edge-kernel layers keep the composite. Values and gradients equal the eager
-    composite form (pad, then VALID convolution) in float64."""
+@pytest.fixture
+def banded_traces(monkeypatch) -> list:
+    """Input shapes of every call of the compile-time banded form (``banded_conv2d``)."""
     from diffconv.torch import functional as functional_module
 
-    traced = []
+    calls: list = []
     banded = functional_module.banded_conv2d
 
     def spy(*args):
-        traced.append(args[0].shape)
+        calls.append(args[0].shape)
         return banded(*args)
 
     monkeypatch.setattr(functional_module, "banded_conv2d", spy)
+    return calls
+
+
+@pytest.mark.skipif(not hasattr(torch, "compile"), reason="torch.compile unavailable")
+@pytest.mark.parametrize("k,groups,edge", [(3, 1, False), (5, 2, False), (3, 1, True)])
+def test_torch_compile_traces_the_banded_form_for_plain_layers(k, groups, edge, banded_traces):
+    """Under torch.compile, plain float 2-d stride-1 layers trace the banded form (no padded
+    copy of x); edge-kernel layers keep the composite. Values and gradients equal the eager
+    composite form (pad, then VALID convolution) in float64."""
     torch._dynamo.reset()
     g = torch.Generator().manual_seed(k)
     x = torch.randn(2, 4, 11, 13, generator=g, dtype=torch.float64, requires_grad=True)
@@ -186,7 +192,7 @@ def test_torch_compile_traces_the_banded_form_for_plain_layers(k, groups, edge, 
     geo = geometry((11, 13), (k, k), (1, 1), (1, 1))
     y_ref = composite(x, w, b, we, None, geo=geo, groups=groups, special=edge, boundary_input_grad=True)
     grads_ref = torch.autograd.grad(y_ref.sin().sum(), leaves)
-    assert len(traced) == (0 if edge else 1)
+    assert len(banded_traces) == (0 if edge else 1)
     torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
     for got, want in zip(grads, grads_ref):
         # The same sums in another order: float64 rounding of the largest term's size (the
@@ -226,27 +232,17 @@ def test_speed_quick_writes_documented_json(tmp_path):
 
 @pytest.mark.skipif(not hasattr(torch, "compile"), reason="torch.compile unavailable")
 @pytest.mark.parametrize("compiled", [False, True])
-def test_speed_torch_compile_runs_the_compiled_models(compiled, tmp_path, monkeypatch):
+def test_speed_torch_compile_runs_the_compiled_models(compiled, tmp_path, banded_traces):
     """``--torch-compile BACKEND`` runs both models through torch.compile: the DiffConv layers
     of the quick stack then trace the banded form's plain-op version, which eager mode never
     calls; the settings record the backend."""
-    from diffconv.torch import functional as functional_module
-
-    traced = []
-    banded = functional_module.banded_conv2d
-
-    def spy(*args):
-        traced.append(args[0].shape)
-        return banded(*args)
-
-    monkeypatch.setattr(functional_module, "banded_conv2d", spy)
     torch._dynamo.reset()
     path = tmp_path / "speed.json"
     argv = ["speed", "--quick", "--framework", "torch", "--models", "stack", "--json", str(path)]
     assert main(argv + (["--torch-compile", "eager"] if compiled else [])) == 0
     data = json.loads(path.read_text())
     assert data["settings"]["torch_compile"] == ("eager" if compiled else None)
-    assert (len(traced) > 0) == compiled
+    assert (len(banded_traces) > 0) == compiled
     (r,) = data["results"]
     assert math.isfinite(r["time_ratio_paired"]) and r["memory_diff_bytes"] > 0
 
