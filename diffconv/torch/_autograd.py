@@ -36,6 +36,10 @@ from ._coeffs import work_dtype
 from ._boundary import Geometry, Region, box_adjoint, build_box, out_view, region_weight, window_view
 from ._padded import fill_padded, fold_ghosts, padded_shape
 
+#: Dtypes that the banded and padded forms run in (others take the border corrections, whose
+#: thin terms run in float32).
+PLAIN_DTYPES = (torch.float32, torch.float64)
+
 #: ``F.convNd`` by number of spatial dims.
 CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 CONV_TRANSPOSE = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
@@ -86,7 +90,7 @@ _FORM: str | None = None
 
 def _plain_form(x: torch.Tensor, weight: torch.Tensor, special: bool, geo: Geometry) -> str:
     """``"banded"``, ``"padded"`` or ``"corrections"`` for this call."""
-    if special or x.dtype not in (torch.float32, torch.float64):
+    if special or x.dtype not in PLAIN_DTYPES:
         return "corrections"
     nd = x.dim() - 2
     banded = banded_applies(nd, tuple(weight.shape[2:]), geo.strides, geo.dilations)

@@ -119,17 +119,26 @@ def banded_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     y = F.conv2d(x, weight, bias, 1, weight.shape[-1] // 2, 1, groups)
     out, _ = band_outputs(x, weight, groups)
     p, (H, W) = out.shape[3], y.shape[2:]
-    return (y + F.pad(out[:, 0, ..., :W], (0, 0, 0, H - p)) + F.pad(out[:, 1, ..., :W], (0, 0, H - p, 0))
-            + F.pad(out[:, 2, ..., :H].mT, (0, W - p)) + F.pad(out[:, 3, ..., :H].mT, (W - p, 0)))
+    top, bottom, left, right = _edge_terms(out, H, W)
+    return (y + F.pad(top, (0, 0, 0, H - p)) + F.pad(bottom, (0, 0, H - p, 0))
+            + F.pad(left, (0, W - p)) + F.pad(right, (W - p, 0)))
+
+
+def _edge_terms(out: torch.Tensor, H: int, W: int) -> tuple[torch.Tensor, ...]:
+    """The bands' outputs from :func:`band_outputs` as what they add to an ``H x W`` output:
+    its top and bottom ``p`` rows ``(N, O, p, W)``, its left and right ``p`` columns
+    ``(N, O, H, p)`` (views)."""
+    return out[:, 0, ..., :W], out[:, 1, ..., :W], out[:, 2, ..., :H].mT, out[:, 3, ..., :H].mT
 
 
 def add_band_outputs(y: torch.Tensor, out: torch.Tensor) -> None:
     """Add the bands' outputs from :func:`band_outputs` onto the edges of ``y`` ``(N, O, H, W)``."""
     p, (H, W) = out.shape[3], y.shape[2:]
-    y[:, :, :p].add_(out[:, 0, ..., :W])
-    y[:, :, H - p:].add_(out[:, 1, ..., :W])
-    y[..., :p].add_(out[:, 2, ..., :H].mT)
-    y[..., W - p:].add_(out[:, 3, ..., :H].mT)
+    top, bottom, left, right = _edge_terms(out, H, W)
+    y[:, :, :p].add_(top)
+    y[:, :, H - p:].add_(bottom)
+    y[..., :p].add_(left)
+    y[..., W - p:].add_(right)
 
 
 def band_grads(g: torch.Tensor, kept: tuple[torch.Tensor, ...], groups: int, need_x: bool, need_w: bool):

@@ -19,7 +19,7 @@ from typing import Sequence
 
 import torch
 
-from ._autograd import CONV, LeanConv
+from ._autograd import CONV, PLAIN_DTYPES, LeanConv
 from ._banded import banded_applies, banded_conv2d
 from ._boundary import Geometry, geometry, out_view
 from ._validate import validate_conv_args
@@ -48,7 +48,7 @@ def composite(
     copy of ``x``; measured in docs/benchmarks.md).
     """
     nd = x.dim() - 2
-    if (not special and torch.compiler.is_compiling() and x.dtype in (torch.float32, torch.float64)
+    if (not special and torch.compiler.is_compiling() and x.dtype in PLAIN_DTYPES
             and banded_applies(nd, tuple(weight.shape[2:]), geo.strides, geo.dilations)):
         return banded_conv2d(x, weight, bias, groups)
     padded = x
