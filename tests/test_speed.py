@@ -200,6 +200,44 @@ def test_torch_compile_traces_the_banded_form_for_plain_layers(k, groups, edge, 
         assert (got - want).abs().max() <= 1e-12 * want.abs().max() * k**4
 
 
+@pytest.mark.skipif(not hasattr(torch, "compile"), reason="torch.compile unavailable")
+@pytest.mark.parametrize("k", [3, 5])
+def test_torch_compile_banded_form_saves_no_band_taps(k):
+    """Compiled (AOT autograd, Inductor's partitioner), the banded form saves for backward what
+    the eager one keeps: not the bands' kernel taps (``4O x C x p x k``, more than the weight),
+    and at k >= 5 not the bands (the ring is smaller); its gradients still equal the composite
+    form's."""
+    from functorch.compile import make_boxed_func, min_cut_rematerialization_partition
+    from torch._functorch.aot_autograd import aot_module_simplified
+
+    saved: list[tuple[int, ...]] = []
+
+    def forward_compiler(gm, inputs):
+        (outputs,) = [node.args[0] for node in gm.graph.nodes if node.op == "output"]
+        saved.extend(tuple(o.meta["val"].shape) for o in outputs[1:] if isinstance(o.meta.get("val"), torch.Tensor))
+        return make_boxed_func(gm.forward)
+
+    def backend(gm, inputs):
+        return aot_module_simplified(gm, inputs, fw_compiler=forward_compiler,
+                                     bw_compiler=lambda g, _: make_boxed_func(g.forward),
+                                     partition_fn=min_cut_rematerialization_partition)
+
+    torch._dynamo.reset()
+    g = torch.Generator().manual_seed(k)
+    x = torch.randn(2, 4, 11, 13, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(6, 4, k, k, generator=g, dtype=torch.float64, requires_grad=True)
+    y = torch.compile(lambda x, w: DF.conv2d(x, w), fullgraph=True, backend=backend)(x, w)
+    grads = torch.autograd.grad(y.sin().sum(), (x, w))
+    p = k // 2
+    assert (11 + 2 * p, 13 + 2 * p) not in [s[-2:] for s in saved]      # no padded copy of x
+    assert (4 * 6, 4, p, k) not in saved
+    assert ((2, 16, 2 * p - 1, 13 + 2 * p) in saved) == (k == 3)
+    geo = geometry((11, 13), (k, k), (1, 1), (1, 1))
+    y_ref = composite(x, w, None, None, None, geo=geo, groups=1, special=False, boundary_input_grad=True)
+    for got, want in zip(grads, torch.autograd.grad(y_ref.sin().sum(), (x, w))):
+        assert (got - want).abs().max() <= 1e-12 * want.abs().max() * k**4
+
+
 def test_cpu_peak_memory_follows_allocations():
     from diffconv.commands.speed import _torch_cpu_peak
 

@@ -248,7 +248,7 @@ def _lean_grads(ctx, g, x, w, b, we, be, needs):
     need_x, need_w, need_b, need_we, need_be = needs
     g = g.contiguous()
     if ctx.form == "banded":
-        band = band_grads(g, ctx.banded, groups, need_x, need_w) if need_x or need_w else None  # g's edges in cache
+        band = band_grads(g, ctx.banded, w, groups, need_x, need_w) if need_x or need_w else None  # g's edges in cache
         dx, dw, db = _conv_backward(g, x, w, b is not None, geo, groups, geo.padding, [need_x, need_w, need_b])
         if band is not None:
             add_band_grads(dx, dw, band)

@@ -16,13 +16,15 @@ convolutions, only thin edge slices of ``x``, ``y``, the output gradient and ``d
 touched; the edge slices of ``x`` and of the output gradient are read before the big
 convolution, while they are still in cache.
 Backward keeps the bands at ``k = 3`` (one row each, the ring itself) and the ring at larger
-``k`` (``4p`` samples per row and column of each map), not a padded copy.
+``k`` (``4p`` samples per row and column of each map), not a padded copy, and rebuilds the
+bands' kernel taps from the weight.
 """
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from ._coeffs import eager_cached, ghost_operator
 from ._padded import lead_matmul
@@ -93,18 +95,31 @@ def _band_weight(w: torch.Tensor) -> torch.Tensor:
     return torch.cat([w[:, :, :p], w[:, :, k - p:], w[..., :p].mT, w[..., k - p:].mT])
 
 
-def band_outputs(x: torch.Tensor, weight: torch.Tensor, groups: int) -> tuple[torch.Tensor, tuple]:
+def _recomputed(fn, *args):
+    """``fn(*args)``, which autograd recomputes in backward instead of saving it."""
+    return checkpoint(fn, *args, use_reentrant=False, preserve_rng_state=False)
+
+
+def band_outputs(x: torch.Tensor, weight: torch.Tensor, groups: int, *, traced: bool = False) -> tuple[torch.Tensor, tuple]:
     """What the ghost ring adds to the outputs ``(N, 4, O, p, max(H, W))`` of ``x`` ``(N, C, H, W)``
-    (per band, as :func:`add_band_outputs` takes it), and what backward keeps: the bands' kernel
-    taps, and at ``k = 3`` the bands themselves (one row each: the ring, laid out), else the ghost
-    ring (``p`` rows a band, against the bands' ``2p - 1``). Run it before the zero-padded
-    convolution, while the edge slices of ``x`` are still in cache."""
+    (per band, as :func:`add_band_outputs` takes it), and what backward keeps: at ``k = 3`` the
+    bands themselves (one row each: the ring, laid out), else the ghost ring (``p`` rows a band,
+    against the bands' ``2p - 1``). Run it before the zero-padded convolution, while the edge
+    slices of ``x`` are still in cache.
+
+    ``traced``: differentiable by autograd (:func:`banded_conv2d`), which then saves the same:
+    the bands' kernel taps, and at ``k >= 5`` the bands, are recomputed in backward. Saved, they
+    cost the compiled UNet (``diffconv speed``) 1.288x zero padding's peak memory at k=5, and
+    1.156x recomputed: its 24x24 layers' taps (``4O x C x p x k``) outweigh their inputs."""
     k, O = weight.shape[-1], weight.shape[0]
-    ring, band_weight = _ring(x, k), _band_weight(weight)
-    bands = _bands(*ring, k)
+    ring = _ring(x, k)
+    if traced:
+        band_weight = _recomputed(_band_weight, weight)
+        bands = _bands(*ring, k) if k == 3 else _recomputed(_bands, *ring, k)
+    else:
+        band_weight, bands = _band_weight(weight), _bands(*ring, k)
     out = F.conv2d(bands, band_weight, None, 1, 0, 1, 4 * groups)
-    kept = (bands, band_weight) if k == 3 else (*ring, band_weight)
-    return out.unflatten(1, (4, O)), kept
+    return out.unflatten(1, (4, O)), ((bands,) if k == 3 else ring)
 
 
 def banded_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, groups: int) -> torch.Tensor:
@@ -117,7 +132,7 @@ def banded_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     comes first so that autograd runs the bands' backward before its own, and the output
     gradient can be freed sooner (compiled k=5 stack's peak memory: 1.221 vs 1.244)."""
     y = F.conv2d(x, weight, bias, 1, weight.shape[-1] // 2, 1, groups)
-    out, _ = band_outputs(x, weight, groups)
+    out, _ = band_outputs(x, weight, groups, traced=True)
     p, (H, W) = out.shape[3], y.shape[2:]
     top, bottom, left, right = _edge_terms(out, H, W)
     return (y + F.pad(top, (0, 0, 0, H - p)) + F.pad(bottom, (0, 0, H - p, 0))
@@ -141,14 +156,14 @@ def add_band_outputs(y: torch.Tensor, out: torch.Tensor) -> None:
     y[..., W - p:].add_(right)
 
 
-def band_grads(g: torch.Tensor, kept: tuple[torch.Tensor, ...], groups: int, need_x: bool, need_w: bool):
+def band_grads(g: torch.Tensor, kept: tuple[torch.Tensor, ...], weight: torch.Tensor, groups: int, need_x: bool, need_w: bool):
     """Gradients of the bands' grouped convolution for the contiguous output gradient ``g``
     ``(N, O, H, W)``: on the bands ``(N, 4C, 2p - 1, L + 2p)``, and on the weight, its kernel
     taps put back into one ``(O, C/groups, k, k)`` tensor; each ``None`` where not needed.
-    ``kept``: what :func:`band_outputs` returned for backward. Run it before the zero-padded
-    convolution's backward, while the edge slices of ``g`` are still in cache."""
-    *ring, band_weight = kept
-    k = band_weight.shape[-1]
+    ``kept``: what :func:`band_outputs` returned for backward; ``weight``: the layer's kernel,
+    whose taps the bands used. Run it before the zero-padded convolution's backward, while the
+    edge slices of ``g`` are still in cache."""
+    k = weight.shape[-1]
     p, (N, O, H, W) = k // 2, g.shape
     L = max(H, W)
     g_bands = _channels_last(g.new_zeros if H != W else g.new_empty, (N, 4, O, p, L))
@@ -156,9 +171,9 @@ def band_grads(g: torch.Tensor, kept: tuple[torch.Tensor, ...], groups: int, nee
     g_bands[:, 1, ..., :W] = g[:, :, H - p:]
     g_bands[:, 2, ..., :H] = g[..., :p].mT
     g_bands[:, 3, ..., :H] = g[..., W - p:].mT
-    bands = ring[0] if len(ring) == 1 else _bands(*ring, k)
+    bands = kept[0] if k == 3 else _bands(*kept, k)
     g_ring, g_w_bands, _ = torch.ops.aten.convolution_backward(
-        g_bands.flatten(1, 2), bands, band_weight, None,
+        g_bands.flatten(1, 2), bands, _band_weight(weight), None,
         [1, 1], [0, 0], [1, 1], False, [0, 0], 4 * groups, [need_x, need_w, False],
     )
     return g_ring, _band_weight_grad(g_w_bands, k) if need_w else None
