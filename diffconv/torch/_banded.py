@@ -107,10 +107,11 @@ def band_outputs(x: torch.Tensor, weight: torch.Tensor, groups: int, *, traced: 
     against the bands' ``2p - 1``). Run it before the zero-padded convolution, while the edge
     slices of ``x`` are still in cache.
 
-    ``traced``: differentiable by autograd (:func:`banded_conv2d`), which then saves the same:
-    the bands' kernel taps, and at ``k >= 5`` the bands, are recomputed in backward. Saved, they
-    cost the compiled UNet (``diffconv speed``) 1.288x zero padding's peak memory at k=5, and
-    1.156x recomputed: its 24x24 layers' taps (``4O x C x p x k``) outweigh their inputs."""
+    ``traced``: for :func:`banded_conv2d`, whose operations autograd differentiates. It then
+    saves what the eager form keeps: the bands' kernel taps, and at ``k >= 5`` the bands, are
+    recomputed in backward (``torch.utils.checkpoint``). Saved, they cost the compiled UNet of
+    ``diffconv speed`` 1.288x zero padding's peak memory at k=5, against 1.156x: the taps
+    (``4O x C x p x k``) of its 24x24 layers outweigh their inputs."""
     k, O = weight.shape[-1], weight.shape[0]
     ring = _ring(x, k)
     if traced:
