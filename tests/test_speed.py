@@ -191,12 +191,16 @@ def test_torch_compile_traces_the_banded_form_for_plain_layers(k, groups, edge, 
     grads = torch.autograd.grad(y.sin().sum(), leaves)
     geo = geometry((11, 13), (k, k), (1, 1), (1, 1))
     y_ref = composite(x, w, b, we, None, geo=geo, groups=groups, special=edge, boundary_input_grad=True)
-    grads_ref = torch.autograd.grad(y_ref.sin().sum(), leaves)
     assert len(banded_traces) == (0 if edge else 1)
     torch.testing.assert_close(y, y_ref, rtol=1e-12, atol=1e-12)
+    _assert_grads_match(grads, torch.autograd.grad(y_ref.sin().sum(), leaves), k)
+
+
+def _assert_grads_match(grads, grads_ref, k: int) -> None:
+    """The banded form's gradients against the composite form's, in float64: the same sums in
+    another order, so equal to the rounding of the largest term's size (the k=5 ghost weights
+    reach 10-35)."""
     for got, want in zip(grads, grads_ref):
-        # The same sums in another order: float64 rounding of the largest term's size (the
-        # k=5 ghost weights reach 10-35).
         assert (got - want).abs().max() <= 1e-12 * want.abs().max() * k**4
 
 
@@ -234,8 +238,7 @@ def test_torch_compile_banded_form_saves_no_band_taps(k):
     assert ((2, 16, 2 * p - 1, 13 + 2 * p) in saved) == (k == 3)
     geo = geometry((11, 13), (k, k), (1, 1), (1, 1))
     y_ref = composite(x, w, None, None, None, geo=geo, groups=1, special=False, boundary_input_grad=True)
-    for got, want in zip(grads, torch.autograd.grad(y_ref.sin().sum(), (x, w))):
-        assert (got - want).abs().max() <= 1e-12 * want.abs().max() * k**4
+    _assert_grads_match(grads, torch.autograd.grad(y_ref.sin().sum(), (x, w)), k)
 
 
 def test_cpu_peak_memory_follows_allocations():
