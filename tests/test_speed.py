@@ -262,6 +262,7 @@ def test_speed_quick_writes_documented_json(tmp_path):
     from diffconv.commands.speed import RESULT_KEYS
 
     assert data["result_keys"] == list(RESULT_KEYS)
+    assert data["device_names"] == {"torch": "cpu"}
     assert {(r["framework"], r["model"]) for r in data["results"]} == {("torch", "stack"), ("torch", "unet")}
     for r in data["results"]:
         assert set(RESULT_KEYS) <= set(r)
@@ -454,6 +455,29 @@ def test_banded_form_with_channels_last_input_matches_composite(monkeypatch):
     assert torch.allclose(y, yc, rtol=1e-12, atol=1e-12 * yc.abs().max().item())
     for a, b in zip(got, want):
         assert torch.allclose(a, b, rtol=1e-12, atol=1e-12 * b.abs().max().item())
+
+
+@pytest.mark.parametrize("k", [3, 5])
+@pytest.mark.parametrize("bands_first", [True, False])
+def test_banded_form_in_either_order_matches_composite(bands_first, k, monkeypatch):
+    """The band operations before the big convolution (the CPU's order) or after it (an
+    accelerator's) give the composite form's values and gradients."""
+    from diffconv.torch import _autograd
+    monkeypatch.setattr(_autograd, "_FORM", "banded")
+    monkeypatch.setattr(_autograd, "_BANDS_FIRST", bands_first)
+    g = torch.Generator().manual_seed(k)
+    x = torch.randn(2, 3, 12, 10, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 3, k, k, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(4, generator=g, dtype=torch.float64, requires_grad=True)
+    y = DF.conv2d(x, w, b)
+    gy = torch.randn(y.shape, generator=g, dtype=torch.float64)
+    got = torch.autograd.grad(y, (x, w, b), gy)
+    geo = geometry((12, 10), (k, k), (1, 1), (1, 1))
+    yc = composite(x, w, b, None, None, geo=geo, groups=1, special=False, boundary_input_grad=True)
+    want = torch.autograd.grad(yc, (x, w, b), gy)
+    assert torch.allclose(y, yc, rtol=1e-12, atol=1e-12 * yc.abs().max().item())
+    for a, e in zip(got, want):
+        assert torch.allclose(a, e, rtol=1e-12, atol=1e-12 * e.abs().max().item())
 
 
 @pytest.mark.parametrize("k", [3, 5])

@@ -461,6 +461,19 @@ def _machine() -> dict[str, Any]:
     return info
 
 
+def _device_name(framework: str, device: str) -> str:
+    """The accelerator's name as ``framework`` reports it (``"cpu"`` on the CPU)."""
+    if device == "cpu":
+        return "cpu"
+    if framework == "torch":
+        import torch
+
+        return torch.cuda.get_device_name()
+    import jax
+
+    return jax.devices("gpu")[0].device_kind
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -483,15 +496,18 @@ def run(args: argparse.Namespace) -> int:
     jobs = [(fw, m, k) for fw in frameworks for m in args.models for k in s["kernel_sizes"]]
     results: list[Result] = []
     versions: dict[str, str] = {}
+    device_names: dict[str, str] = {}
     with tqdm(total=len(jobs) * s["repeats"], desc="speed", unit="step") as bar:
         for fw, m, k in jobs:
             bar.set_postfix_str(f"{fw} {m} k={k}")
             results.append(runners[fw](m, k, s, args.device, args.dtype, bar))
             versions[fw] = __import__(fw).__version__
+            device_names[fw] = _device_name(fw, args.device)
     print(_table(results))
     if args.json:
         payload = {
-            "machine": _machine(), "versions": versions, "settings": s, "device": args.device, "dtype": args.dtype,
+            "machine": _machine(), "versions": versions, "settings": s, "device": args.device,
+            "device_names": device_names, "dtype": args.dtype,
             "result_keys": list(RESULT_KEYS), "results": [asdict(r) for r in results],
         }
         with open(args.json, "w") as f:

@@ -87,6 +87,17 @@ BANDED_MIN_SIDE = 64
 #: every form (``"banded"`` falls back to ``"corrections"`` where it does not apply).
 _FORM: str | None = None
 
+#: ``None`` (choose by device), ``True`` or ``False``: whether the banded form runs its thin
+#: band operations before the big convolution (forward) and its backward (backward).
+_BANDS_FIRST: bool | None = None
+
+
+def _bands_first(t: torch.Tensor) -> bool:
+    """On the CPU the band operations go first, while the edge slices of ``x`` (of the output
+    gradient) are in cache; on an accelerator they go after the big convolution, so that the
+    host launches them while the device runs it, instead of the device waiting for each one."""
+    return t.device.type == "cpu" if _BANDS_FIRST is None else _BANDS_FIRST
+
 
 def _plain_form(x: torch.Tensor, weight: torch.Tensor, special: bool, geo: Geometry) -> str:
     """``"banded"``, ``"padded"`` or ``"corrections"`` for this call."""
@@ -208,8 +219,12 @@ class LeanConv(torch.autograd.Function):
         ctx.save_for_backward(x, weight, bias, edge_weight, edge_bias)
         ctx.form = _plain_form(x, weight, special, geo)
         if ctx.form == "banded":
-            out, ctx.banded = band_outputs(x, weight, groups)       # first: x's edges are in cache
+            first = _bands_first(x)
+            if first:
+                out, ctx.banded = band_outputs(x, weight, groups)
             y = CONV[2](x, weight, bias, geo.strides, geo.padding, geo.dilations, groups)
+            if not first:
+                out, ctx.banded = band_outputs(x, weight, groups)
             add_band_outputs(y, out)
             return y
         if ctx.form == "padded":
@@ -248,8 +263,12 @@ def _lean_grads(ctx, g, x, w, b, we, be, needs):
     need_x, need_w, need_b, need_we, need_be = needs
     g = g.contiguous()
     if ctx.form == "banded":
-        band = band_grads(g, ctx.banded, w, groups, need_x, need_w) if need_x or need_w else None  # g's edges in cache
+        first, band = _bands_first(g), None
+        if first and (need_x or need_w):
+            band = band_grads(g, ctx.banded, w, groups, need_x, need_w)
         dx, dw, db = _conv_backward(g, x, w, b is not None, geo, groups, geo.padding, [need_x, need_w, need_b])
+        if not first and (need_x or need_w):
+            band = band_grads(g, ctx.banded, w, groups, need_x, need_w)
         if band is not None:
             add_band_grads(dx, dw, band)
         return dx, dw, db, None, None

@@ -13,8 +13,9 @@ This module holds the band terms; :mod:`diffconv.torch._autograd` runs the two
 convolutions ``padding='same'`` runs between them, and :func:`banded_conv2d` is the same form
 from plain differentiable operations (what ``torch.compile`` traces). Beyond those
 convolutions, only thin edge slices of ``x``, ``y``, the output gradient and ``dx`` are
-touched; the edge slices of ``x`` and of the output gradient are read before the big
-convolution, while they are still in cache.
+touched; on the CPU the edge slices of ``x`` and of the output gradient are read before the
+big convolution, while they are still in cache (on an accelerator, after it:
+:func:`diffconv.torch._autograd._bands_first`).
 Backward keeps the bands at ``k = 3`` (one row each, the ring itself) and the ring at larger
 ``k`` (``4p`` samples per row and column of each map), not a padded copy, and rebuilds the
 bands' kernel taps from the weight.
@@ -104,8 +105,8 @@ def band_outputs(x: torch.Tensor, weight: torch.Tensor, groups: int, *, traced: 
     """What the ghost ring adds to the outputs ``(N, 4, O, p, max(H, W))`` of ``x`` ``(N, C, H, W)``
     (per band, as :func:`add_band_outputs` takes it), and what backward keeps: at ``k = 3`` the
     bands themselves (one row each: the ring, laid out), else the ghost ring (``p`` rows a band,
-    against the bands' ``2p - 1``). Run it before the zero-padded convolution, while the edge
-    slices of ``x`` are still in cache.
+    against the bands' ``2p - 1``). On the CPU, run it before the zero-padded convolution, while
+    the edge slices of ``x`` are still in cache.
 
     ``traced``: for :func:`banded_conv2d`, whose operations autograd differentiates. It then
     saves what the eager form keeps: the bands' kernel taps, and at ``k >= 5`` the bands, are
@@ -162,8 +163,8 @@ def band_grads(g: torch.Tensor, kept: tuple[torch.Tensor, ...], weight: torch.Te
     ``(N, O, H, W)``: on the bands ``(N, 4C, 2p - 1, L + 2p)``, and on the weight, its kernel
     taps put back into one ``(O, C/groups, k, k)`` tensor; each ``None`` where not needed.
     ``kept``: what :func:`band_outputs` returned for backward; ``weight``: the layer's kernel,
-    whose taps the bands used. Run it before the zero-padded convolution's backward, while the
-    edge slices of ``g`` are still in cache."""
+    whose taps the bands used. On the CPU, run it before the zero-padded convolution's
+    backward, while the edge slices of ``g`` are still in cache."""
     k = weight.shape[-1]
     p, (N, O, H, W) = k // 2, g.shape
     L = max(H, W)

@@ -1,0 +1,121 @@
+"""One DiffConv2d layer, forward+backward, in each eager form, against zero ``'same'`` padding.
+
+Forms: ``zero`` (``F.conv2d(padding='same')``), and DiffConv's ``banded``, ``padded`` and
+``corrections`` forms (``diffconv.torch._autograd._FORM``), plus ``auto`` (the form the size
+picks). The banded form runs in both orders: ``banded-first`` (thin band operations before the
+big convolution, the CPU's default) and ``banded-after`` (after it, an accelerator's). Alternated in one process; median time per step and peak memory of one step. With
+``--profile`` it also prints the kernels of one step of each form (torch.profiler), sorted by
+device time.
+
+    python benchmarks/layer_forms.py --device cuda --batch 64 --size 224 --channels 32 --kernel-sizes 3 5 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from diffconv.commands.speed import _torch_cpu_peak
+from diffconv.torch import _autograd
+from diffconv.torch import functional as DF
+
+FORMS = ("zero", "auto", "banded-first", "banded-after", "padded", "corrections")
+
+
+def step_fn(form: str, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor):
+    """One forward+backward of the layer in ``form``; returns the step as a callable."""
+    g = torch.randn(x.shape[0], w.shape[0], *x.shape[2:], device=x.device, dtype=x.dtype)
+
+    def step() -> None:
+        _autograd._FORM = None if form in ("zero", "auto") else form.split("-")[0]
+        _autograd._BANDS_FIRST = {"banded-first": True, "banded-after": False}.get(form)
+        try:
+            y = F.conv2d(x, w, b, padding="same") if form == "zero" else DF.conv2d(x, w, b)
+            y.backward(g)
+        finally:
+            _autograd._FORM = _autograd._BANDS_FIRST = None
+        x.grad = w.grad = b.grad = None
+
+    return step
+
+
+def measure(step, device: str, repeats: int, peak: bool = True) -> tuple[list[float], int]:
+    """Wall times of ``repeats`` steps, then (``peak``) the peak memory of one more step."""
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    times = []
+    for _ in range(repeats):
+        sync()
+        t0 = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - t0)
+    if not peak:
+        return times, 0
+    if device == "cuda":
+        torch.cuda.empty_cache()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        step()
+        sync()
+        peak = torch.cuda.max_memory_allocated() - base
+    else:
+        peak = _torch_cpu_peak(step)
+    return times, peak
+
+
+def profile(step, device: str, rows: int) -> str:
+    from torch.profiler import ProfilerActivity, profile as prof
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device == "cuda" else [])
+    for _ in range(2):              # the first profiled step carries the profiler's own start-up
+        with prof(activities=activities) as p:
+            step()
+            if device == "cuda":
+                torch.cuda.synchronize()
+    key = "self_cuda_time_total" if device == "cuda" else "self_cpu_time_total"
+    return p.key_averages().table(sort_by=key, row_limit=rows)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--size", type=int, default=96)
+    ap.add_argument("--channels", type=int, default=32)
+    ap.add_argument("--kernel-sizes", type=int, nargs="+", default=[3, 5])
+    ap.add_argument("--forms", nargs="+", choices=FORMS, default=list(FORMS))
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--profile", action="store_true")
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    forms = ["zero"] + [f for f in args.forms if f != "zero"]
+    for k in args.kernel_sizes:
+        c, s = args.channels, args.size
+        x = torch.randn(args.batch, c, s, s, device=args.device, requires_grad=True)
+        w = torch.randn(c, c, k, k, device=args.device, requires_grad=True)
+        b = torch.randn(c, device=args.device, requires_grad=True)
+        steps = {f: step_fn(f, x, w, b) for f in forms}
+        for f in forms:                  # warm-up (cuDNN heuristics, caches)
+            steps[f]()
+            steps[f]()
+        times: dict[str, list[float]] = {f: [] for f in forms}
+        for r in range(args.repeats):
+            for f in (forms if r % 2 == 0 else forms[::-1]):     # alternate which goes first
+                times[f] += measure(steps[f], args.device, 1, peak=False)[0]
+        peaks = {f: measure(steps[f], args.device, 0)[1] for f in forms}
+        z_t, z_m = statistics.median(times["zero"]), peaks["zero"]
+        print(f"k={k}  {args.batch}x{c}x{s}x{s}  device={args.device}")
+        for f in forms:
+            t = statistics.median(times[f])
+            print(f"  {f:12s} {1e3 * t:8.3f} ms  x{t / z_t:6.3f}   peak {peaks[f] / 2**20:9.1f} MB  x{peaks[f] / z_m:6.3f}")
+        if args.profile:
+            for f in forms:
+                print(f"\n--- profile: {f}, k={k}\n{profile(steps[f], args.device, 30)}")
+
+
+if __name__ == "__main__":
+    main()
