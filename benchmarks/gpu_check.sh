@@ -2,12 +2,16 @@
 # The GPU check, one script: the card, the CUDA tests, torch vs JAX parity on the GPU, the GPU
 # benchmark (`diffconv speed`, batch 64, 224x224, k = 3, 5, 7, both frameworks) and one layer's
 # eager forms side by side. In $OUT (default gpu_out/): log.txt (all that is printed),
-# tests.txt (pytest's report) and one speed_<framework>_<model>.json per run of `diffconv speed`:
-# six files at most (the device tool brings back eight).
+# tests.txt (pytest's report) and one speed_*.json per run of `diffconv speed`: eight files at
+# most with every part (the device tool brings back eight).
 #
 #   bash benchmarks/gpu_check.sh                 # on a machine with a CUDA GPU
 #   PARTS="tests speed" FRAMEWORKS=jax bash benchmarks/gpu_check.sh       # some parts, in that order
+#   PARTS=compiled bash benchmarks/gpu_check.sh                          # torch.compile'd models (not by default)
 #   DEVICE=cpu BATCH=1 SIZE=64 REPEATS=2 bash benchmarks/gpu_check.sh   # a smoke run of the script
+# On an H200 every part but JAX's benchmark took about four minutes together, and JAX's did not
+# finish in 110-150 s a model (XLA compiles and autotunes six train steps a model): where one
+# call may run ten minutes, give JAX's benchmark a call of its own (PARTS=speed FRAMEWORKS=jax).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu_out}
@@ -41,6 +45,15 @@ speed() {
         --batch "$BATCH" --size "$SIZE" --kernel-sizes 3 5 7 --repeats "$REPEATS" --json "$OUT/speed_${fw}_$model.json" \
         2>&1 | grep -v -e '%|' -e USDT
     done
+  done
+}
+
+compiled() {      # both torch models through torch.compile(fullgraph=True), Inductor
+  for model in stack unet; do
+    section speed torch compiled $model
+    timeout 300 $PY -m diffconv.cli speed --framework torch --torch-compile --device "$DEVICE" --models $model \
+      --batch "$BATCH" --size "$SIZE" --kernel-sizes 3 5 7 --repeats "$REPEATS" \
+      --json "$OUT/speed_torch_compiled_$model.json" 2>&1 | grep -v -e '%|' -e USDT
   done
 }
 
