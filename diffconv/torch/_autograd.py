@@ -99,12 +99,20 @@ def _bands_first(t: torch.Tensor) -> bool:
     return t.device.type == "cpu" if _BANDS_FIRST is None else _BANDS_FIRST
 
 
+def plain_banded(x: torch.Tensor, weight: torch.Tensor, special: bool, geo: Geometry) -> bool | None:
+    """``None`` for a layer that only the border corrections take (edge kernel or switch, or a
+    dtype outside :data:`PLAIN_DTYPES`); else whether the banded form covers it."""
+    if special or x.dtype not in PLAIN_DTYPES:
+        return None
+    return banded_applies(x.dim() - 2, tuple(weight.shape[2:]), geo.strides, geo.dilations)
+
+
 def _plain_form(x: torch.Tensor, weight: torch.Tensor, special: bool, geo: Geometry) -> str:
     """``"banded"``, ``"padded"`` or ``"corrections"`` for this call."""
-    if special or x.dtype not in PLAIN_DTYPES:
+    banded = plain_banded(x, weight, special, geo)
+    if banded is None:
         return "corrections"
     nd = x.dim() - 2
-    banded = banded_applies(nd, tuple(weight.shape[2:]), geo.strides, geo.dilations)
     if _FORM is not None:
         return "corrections" if _FORM == "banded" and not banded else _FORM
     fits_padded = math.prod(x.shape[2:]) <= PADDED_FORM_MAX_POSITIONS[nd]
@@ -270,7 +278,7 @@ def _lean_grads(ctx, g, x, w, b, we, be, needs):
         if not first and (need_x or need_w):
             band = band_grads(g, ctx.banded, w, groups, need_x, need_w)
         if band is not None:
-            add_band_grads(dx, dw, band)
+            add_band_grads(dx, dw, band, w.shape[-1])
         return dx, dw, db, None, None
     if ctx.form == "padded":
         ghosts, ctx.ghosts = ctx.ghosts, None        # a second backward (retain_graph) recomputes them

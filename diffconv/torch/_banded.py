@@ -194,9 +194,10 @@ def _band_weight_grad(g_w_bands: torch.Tensor, k: int) -> torch.Tensor:
     return dw
 
 
-def add_band_grads(dx: torch.Tensor | None, dw: torch.Tensor | None, grads) -> None:
+def add_band_grads(dx: torch.Tensor | None, dw: torch.Tensor | None, grads, k: int) -> None:
     """Add the gradients from :func:`band_grads` onto the zero-padded convolution's ``dx``
-    ``(N, C, H, W)`` and ``dw`` ``(O, C/groups, k, k)`` (each where not ``None``). The fold of
+    ``(N, C, H, W)`` and ``dw`` ``(O, C/groups, k, k)`` (each where not ``None``); ``k``: the
+    kernel size. The fold of
     the bands' gradient runs here, after the main backward: run before it, it took 0-1.2 ms
     more per layer (typically 0.4; 8x32x96x96), and its outputs, ``k / p`` times the bands'
     size, raised peak memory by about 1 %."""
@@ -205,7 +206,7 @@ def add_band_grads(dx: torch.Tensor | None, dw: torch.Tensor | None, grads) -> N
         dw.add_(g_w)
     if dx is None:
         return
-    (H, W), k = dx.shape[2:], g_ring.shape[2] + 2                # the bands have 2p - 1 = k - 2 rows
+    H, W = dx.shape[2:]
     g_edge_rows, g_edge_cols = _fold_ring(g_ring.unflatten(1, (4, -1)), k, H, W)
     # Two adds per axis, not one: the k first and k last rows (columns) overlap when H < 2k
     # (W < 2k). Slices, not an index_add_ over the rows: 0.45 vs 0.69 ms at 8x32x96x96.

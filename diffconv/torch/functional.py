@@ -19,8 +19,8 @@ from typing import Sequence
 
 import torch
 
-from ._autograd import CONV, PLAIN_DTYPES, LeanConv
-from ._banded import banded_applies, banded_conv2d
+from ._autograd import CONV, LeanConv, plain_banded
+from ._banded import banded_conv2d
 from ._boundary import Geometry, geometry, out_view
 from ._validate import validate_conv_args
 from .padding import lagrange_pad, pad_axis
@@ -48,8 +48,7 @@ def composite(
     copy of ``x``; measured in docs/benchmarks.md).
     """
     nd = x.dim() - 2
-    if (not special and torch.compiler.is_compiling() and x.dtype in PLAIN_DTYPES
-            and banded_applies(nd, tuple(weight.shape[2:]), geo.strides, geo.dilations)):
+    if torch.compiler.is_compiling() and plain_banded(x, weight, special, geo):
         return banded_conv2d(x, weight, bias, groups)
     padded = x
     for a in reversed(range(nd)):
