@@ -197,10 +197,9 @@ def _band_weight_grad(g_w_bands: torch.Tensor, k: int) -> torch.Tensor:
 def add_band_grads(dx: torch.Tensor | None, dw: torch.Tensor | None, grads, k: int) -> None:
     """Add the gradients from :func:`band_grads` onto the zero-padded convolution's ``dx``
     ``(N, C, H, W)`` and ``dw`` ``(O, C/groups, k, k)`` (each where not ``None``); ``k``: the
-    kernel size. The fold of
-    the bands' gradient runs here, after the main backward: run before it, it took 0-1.2 ms
-    more per layer (typically 0.4; 8x32x96x96), and its outputs, ``k / p`` times the bands'
-    size, raised peak memory by about 1 %."""
+    kernel size. The fold of the bands' gradient runs here, after the main backward: run
+    before it, it took 0-1.2 ms more per layer (typically 0.4; 8x32x96x96), and its outputs,
+    ``k / p`` times the bands' size, raised peak memory by about 1 %."""
     g_ring, g_w = grads
     if dw is not None:
         dw.add_(g_w)
