@@ -255,21 +255,26 @@ def test_cpu_peak_memory_follows_allocations():
     assert 5_500_000 <= peak < 5_600_000
 
 
-def test_speed_quick_writes_documented_json(tmp_path):
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_speed_quick_writes_documented_json(framework, tmp_path):
+    if framework == "jax":
+        pytest.importorskip("jax")
     path = tmp_path / "speed.json"
-    assert main(["speed", "--quick", "--framework", "torch", "--models", "stack", "unet", "--json", str(path)]) == 0
+    assert main(["speed", "--quick", "--framework", framework, "--models", "stack", "unet", "--json", str(path)]) == 0
     data = json.loads(path.read_text())
     from diffconv.commands.speed import RESULT_KEYS
 
     assert data["result_keys"] == list(RESULT_KEYS)
-    assert data["device_names"] == {"torch": "cpu"}
-    assert {(r["framework"], r["model"]) for r in data["results"]} == {("torch", "stack"), ("torch", "unet")}
+    assert data["device_names"] == {framework: "cpu"}
+    assert {(r["framework"], r["model"]) for r in data["results"]} == {(framework, "stack"), (framework, "unet")}
     for r in data["results"]:
         assert set(RESULT_KEYS) <= set(r)
         for key in ("time_ratio", "time_ratio_paired", "memory_ratio", "time_zero_s", "time_diff_s"):
             assert math.isfinite(r[key]) and r[key] > 0
         assert r["time_ratio_q1"] <= r["time_ratio_paired"] <= r["time_ratio_q3"]
         assert r["memory_zero_bytes"] > 0 and r["memory_diff_bytes"] > 0
+        for key in ("compile_zero_s", "compile_diff_s"):       # jitted in JAX; eager torch compiles nothing
+            assert (r[key] > 0) if framework == "jax" else r[key] is None
 
 
 @pytest.mark.skipif(not hasattr(torch, "compile"), reason="torch.compile unavailable")
@@ -287,6 +292,8 @@ def test_speed_torch_compile_runs_the_compiled_models(compiled, tmp_path, banded
     assert (len(banded_traces) > 0) == compiled
     (r,) = data["results"]
     assert math.isfinite(r["time_ratio_paired"]) and r["memory_diff_bytes"] > 0
+    for key in ("compile_zero_s", "compile_diff_s"):
+        assert (r[key] > 0) if compiled else r[key] is None
 
 
 def test_paired_ratio_is_the_median_of_per_round_ratios():
@@ -296,7 +303,7 @@ def test_paired_ratio_is_the_median_of_per_round_ratios():
 
     times = {"zero": [1.0, 2.0, 4.0, 8.0], "diff": [1.5, 2.0, 6.0, 4.0]}
     settings = {"batch": 1, "size": 8, "channels": 2, "repeats": 4}
-    r = _result("torch", "stack", 3, "cpu", "float32", settings, times, {"zero": 10, "diff": 11}, "test")
+    r = _result("torch", "stack", 3, "cpu", "float32", settings, times, {"zero": 10, "diff": 11}, "test", {})
     assert r.time_ratio == pytest.approx(1.0)
     assert r.time_ratio_paired == pytest.approx(1.25)
     assert r.time_ratio_q1 <= 1.0 and r.time_ratio_q3 >= 1.5

@@ -26,7 +26,7 @@ RESULT_KEYS = (
     "framework", "model", "kernel_size", "device", "dtype", "batch", "size", "channels", "repeats",
     "time_zero_s", "time_diff_s", "time_ratio", "time_ratio_paired", "time_ratio_q1", "time_ratio_q3",
     "memory_zero_bytes", "memory_diff_bytes", "memory_ratio",
-    "memory_method",
+    "memory_method", "compile_zero_s", "compile_diff_s",
 )
 
 
@@ -36,7 +36,9 @@ class Result:
 
     ``time_ratio``: ratio of the two medians; ``time_ratio_paired``: median of the per-round
     ratios (each DiffConv step over the zero-padded step run next to it), with its quartiles
-    ``time_ratio_q1``/``time_ratio_q3`` as a measure of the machine's noise."""
+    ``time_ratio_q1``/``time_ratio_q3`` as a measure of the machine's noise. ``compile_*_s``:
+    JAX: the train step's lowering and compilation; torch with ``--torch-compile``: the first
+    step, compilation included; ``None`` in eager torch."""
 
     framework: str
     model: str
@@ -59,6 +61,8 @@ class Result:
     memory_method: str
     time_zero_all_s: list[float] = field(default_factory=list)
     time_diff_all_s: list[float] = field(default_factory=list)
+    compile_zero_s: float | None = None
+    compile_diff_s: float | None = None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -243,7 +247,14 @@ def _run_torch(model: str, k: int, s: dict[str, Any], device: str, dtype_name: s
         if device == "cuda":
             torch.cuda.synchronize()
 
-    for _ in range(s["warmup"] + (1 if s.get("torch_compile") else 0)):       # + one step that compiles
+    compile_s: dict[str, float] = {}
+    if s.get("torch_compile"):
+        for name, step in cases:             # the step that compiles
+            t0 = time.perf_counter()
+            step()
+            sync()
+            compile_s[name] = time.perf_counter() - t0
+    for _ in range(s["warmup"]):
         for _, step in cases:
             step()
     sync()
@@ -269,7 +280,7 @@ def _run_torch(model: str, k: int, s: dict[str, Any], device: str, dtype_name: s
         else:
             memory[name] = _torch_cpu_peak(step)
     method = "torch.cuda.max_memory_allocated" if device == "cuda" else "torch.profiler allocation events"
-    return _result("torch", model, k, device, dtype_name, s, times, memory, method)
+    return _result("torch", model, k, device, dtype_name, s, times, memory, method, compile_s)
 
 
 # ------------------------------------------------------------------------------------------- jax
@@ -357,6 +368,7 @@ def _run_jax(model: str, k: int, s: dict[str, Any], device: str, dtype_name: str
     opt = optax.adam(1e-4)
 
     cases = []
+    compile_s: dict[str, float] = {}
     for name, net in nets.items():
         def loss_fn(p, net=net):
             return jnp.mean((net.apply(p, x) - target) ** 2)
@@ -372,7 +384,9 @@ def _run_jax(model: str, k: int, s: dict[str, Any], device: str, dtype_name: str
                 return grads, o, loss
 
         state = (params, opt.init(params))
+        t0 = time.perf_counter()
         compiled = jax.jit(train).lower(*state).compile()
+        compile_s[name] = time.perf_counter() - t0
         cases.append((name, compiled, state))
 
     def run_once(compiled, state):
@@ -389,14 +403,15 @@ def _run_jax(model: str, k: int, s: dict[str, Any], device: str, dtype_name: str
             times[name].append(time.perf_counter() - t0)
         bar.update(1)
     memory = {name: _jax_memory(compiled) for name, compiled, _ in cases}
-    return _result("jax", model, k, device, dtype_name, s, times, memory, "XLA compiled memory_analysis")
+    return _result("jax", model, k, device, dtype_name, s, times, memory, "XLA compiled memory_analysis", compile_s)
 
 
 # ------------------------------------------------------------------------------------- reporting
 
 
 def _result(framework: str, model: str, k: int, device: str, dtype_name: str, s: dict[str, Any],
-            times: dict[str, list[float]], memory: dict[str, int], method: str) -> Result:
+            times: dict[str, list[float]], memory: dict[str, int], method: str,
+            compile_s: dict[str, float]) -> Result:
     tz, td = statistics.median(times["zero"]), statistics.median(times["diff"])
     paired = [d / z for z, d in zip(times["zero"], times["diff"])]
     q1, _, q3 = statistics.quantiles(paired, n=4) if len(paired) > 1 else (paired[0],) * 3
@@ -408,6 +423,7 @@ def _result(framework: str, model: str, k: int, device: str, dtype_name: str, s:
         time_ratio_paired=statistics.median(paired), time_ratio_q1=q1, time_ratio_q3=q3,
         memory_zero_bytes=int(mz), memory_diff_bytes=int(md), memory_ratio=(md / mz) if mz else math.nan,
         memory_method=method, time_zero_all_s=times["zero"], time_diff_all_s=times["diff"],
+        compile_zero_s=compile_s.get("zero"), compile_diff_s=compile_s.get("diff"),
     )
 
 
@@ -421,6 +437,10 @@ def _table(results: list[Result]) -> str:
             f"{r.time_ratio:7.3f} {r.time_ratio_paired:6.3f} ({r.time_ratio_q1:.2f}-{r.time_ratio_q3:.2f}) "
             f"{r.memory_zero_bytes / 2**20:9.1f} {r.memory_diff_bytes / 2**20:9.1f} {r.memory_ratio:6.3f}"
         )
+    compiled = [r for r in results if r.compile_zero_s is not None]
+    if compiled:
+        lines.append("compile s (zero / diff): " + ", ".join(
+            f"{r.framework} {r.model} k={r.kernel_size} {r.compile_zero_s:.1f} / {r.compile_diff_s:.1f}" for r in compiled))
     return "\n".join(lines)
 
 
