@@ -3,7 +3,8 @@
 Forms: ``zero`` (``F.conv2d(padding='same')``), and DiffConv's ``banded``, ``padded`` and
 ``corrections`` forms (``diffconv.torch._autograd._FORM``), plus ``auto`` (the form the size
 picks). The banded form runs in both orders: ``banded-first`` (thin band operations before the
-big convolution, the CPU's default) and ``banded-after`` (after it, an accelerator's). Alternated in one process; median time per step and peak memory of one step. With
+big convolution, the CPU's default) and ``banded-after`` (after it, an accelerator's).
+Alternated in one process; median time per step and peak memory of one step. With
 ``--profile`` it also prints the kernels of one step of each form (torch.profiler), sorted by
 device time.
 
@@ -19,7 +20,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from diffconv.commands.speed import _torch_cpu_peak
+from diffconv.commands.speed import torch_peak
 from diffconv.torch import _autograd
 from diffconv.torch import functional as DF
 
@@ -43,28 +44,14 @@ def step_fn(form: str, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor):
     return step
 
 
-def measure(step, device: str, repeats: int, peak: bool = True) -> tuple[list[float], int]:
-    """Wall times of ``repeats`` steps, then (``peak``) the peak memory of one more step."""
+def timed(step, device: str) -> float:
+    """Wall time of one ``step``, the device synchronised before and after."""
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-    times = []
-    for _ in range(repeats):
-        sync()
-        t0 = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - t0)
-    if not peak:
-        return times, 0
-    if device == "cuda":
-        torch.cuda.empty_cache()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        step()
-        sync()
-        peak = torch.cuda.max_memory_allocated() - base
-    else:
-        peak = _torch_cpu_peak(step)
-    return times, peak
+    sync()
+    t0 = time.perf_counter()
+    step()
+    sync()
+    return time.perf_counter() - t0
 
 
 def profile(step, device: str, rows: int) -> str:
@@ -105,8 +92,8 @@ def main() -> None:
         times: dict[str, list[float]] = {f: [] for f in forms}
         for r in range(args.repeats):
             for f in (forms if r % 2 == 0 else forms[::-1]):     # alternate which goes first
-                times[f] += measure(steps[f], args.device, 1, peak=False)[0]
-        peaks = {f: measure(steps[f], args.device, 0)[1] for f in forms}
+                times[f].append(timed(steps[f], args.device))
+        peaks = {f: torch_peak(steps[f], args.device) for f in forms}
         z_t, z_m = statistics.median(times["zero"]), peaks["zero"]
         print(f"k={k}  {args.batch}x{c}x{s}x{s}  device={args.device}")
         for f in forms:

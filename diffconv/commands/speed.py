@@ -190,6 +190,21 @@ def _torch_cpu_peak(step: Callable[[], None]) -> int:
     return peak
 
 
+def torch_peak(step: Callable[[], None], device: str) -> int:
+    """Peak of bytes allocated during ``step`` beyond what was allocated before it: CUDA's
+    allocator peak on ``"cuda"``, else :func:`_torch_cpu_peak`."""
+    if device != "cuda":
+        return _torch_cpu_peak(step)
+    import torch
+
+    torch.cuda.empty_cache()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    step()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() - base
+
+
 def _torch_cases(model: str, k: int, s: dict[str, Any], device: str, dtype_name: str):
     """Yield ``(variant, step)`` for the zero-padded model and its DiffConv twin (same weights)."""
     import torch
@@ -268,17 +283,7 @@ def _run_torch(model: str, k: int, s: dict[str, Any], device: str, dtype_name: s
             sync()
             times[name].append(clock() - t0)
         bar.update(1)
-    memory = {}
-    for name, step in cases:
-        if device == "cuda":
-            torch.cuda.empty_cache()
-            base = torch.cuda.memory_allocated()
-            torch.cuda.reset_peak_memory_stats()
-            step()
-            sync()
-            memory[name] = torch.cuda.max_memory_allocated() - base
-        else:
-            memory[name] = _torch_cpu_peak(step)
+    memory = {name: torch_peak(step, device) for name, step in cases}
     method = "torch.cuda.max_memory_allocated" if device == "cuda" else "torch.profiler allocation events"
     return _result("torch", model, k, device, dtype_name, s, times, memory, method, compile_s)
 

@@ -99,6 +99,15 @@ def _bands_first(t: torch.Tensor) -> bool:
     return t.device.type == "cpu" if _BANDS_FIRST is None else _BANDS_FIRST
 
 
+def _bands_around(first: bool, bands: Callable[[], object], main: Callable[[], object]) -> tuple[object, object]:
+    """``(bands(), main())``, run in that order if ``first`` (:func:`_bands_first`), else main first."""
+    if first:
+        done = bands()
+        return done, main()
+    done = main()
+    return bands(), done
+
+
 def plain_banded(x: torch.Tensor, weight: torch.Tensor, special: bool, geo: Geometry) -> bool | None:
     """``None`` for a layer that only the border corrections take (edge kernel or switch, or a
     dtype outside :data:`PLAIN_DTYPES`); else whether the banded form covers it."""
@@ -227,12 +236,9 @@ class LeanConv(torch.autograd.Function):
         ctx.save_for_backward(x, weight, bias, edge_weight, edge_bias)
         ctx.form = _plain_form(x, weight, special, geo)
         if ctx.form == "banded":
-            first = _bands_first(x)
-            if first:
-                out, ctx.banded = band_outputs(x, weight, groups)
-            y = CONV[2](x, weight, bias, geo.strides, geo.padding, geo.dilations, groups)
-            if not first:
-                out, ctx.banded = band_outputs(x, weight, groups)
+            (out, ctx.banded), y = _bands_around(
+                _bands_first(x), lambda: band_outputs(x, weight, groups),
+                lambda: CONV[2](x, weight, bias, geo.strides, geo.padding, geo.dilations, groups))
             add_band_outputs(y, out)
             return y
         if ctx.form == "padded":
@@ -271,12 +277,10 @@ def _lean_grads(ctx, g, x, w, b, we, be, needs):
     need_x, need_w, need_b, need_we, need_be = needs
     g = g.contiguous()
     if ctx.form == "banded":
-        first, band = _bands_first(g), None
-        if first and (need_x or need_w):
-            band = band_grads(g, ctx.banded, w, groups, need_x, need_w)
-        dx, dw, db = _conv_backward(g, x, w, b is not None, geo, groups, geo.padding, [need_x, need_w, need_b])
-        if not first and (need_x or need_w):
-            band = band_grads(g, ctx.banded, w, groups, need_x, need_w)
+        band, (dx, dw, db) = _bands_around(
+            _bands_first(g),
+            lambda: band_grads(g, ctx.banded, w, groups, need_x, need_w) if need_x or need_w else None,
+            lambda: _conv_backward(g, x, w, b is not None, geo, groups, geo.padding, [need_x, need_w, need_b]))
         if band is not None:
             add_band_grads(dx, dw, band, w.shape[-1])
         return dx, dw, db, None, None
