@@ -8,10 +8,12 @@
 #   bash benchmarks/gpu_check.sh                 # on a machine with a CUDA GPU
 #   PARTS="tests speed" FRAMEWORKS=jax bash benchmarks/gpu_check.sh       # some parts, in that order
 #   PARTS=compiled bash benchmarks/gpu_check.sh                          # torch.compile'd models (not by default)
+#   PARTS=speed FRAMEWORKS=jax KERNEL_SIZES=3 bash benchmarks/gpu_check.sh  # JAX at k=3 only
 #   DEVICE=cpu BATCH=1 SIZE=64 REPEATS=2 bash benchmarks/gpu_check.sh   # a smoke run of the script
 # On an H200 every part but JAX's benchmark took about four minutes together, and JAX's did not
-# finish in 110-150 s a model (XLA compiles and autotunes six train steps a model): where one
-# call may run ten minutes, give JAX's benchmark a call of its own (PARTS=speed FRAMEWORKS=jax).
+# finish in 110-150 s a model (XLA compiles and autotunes six train steps a model, two per
+# kernel size): where one call may run ten minutes, give JAX's benchmark a call of its own
+# (PARTS=speed FRAMEWORKS=jax), with fewer kernel sizes if time is short.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-gpu_out}
@@ -22,6 +24,7 @@ REPEATS=${REPEATS:-20}
 PY=${PYTHON:-python3}
 PARTS=${PARTS:-"speed tests parity forms small-forms"}     # the parts to run, in this order
 FRAMEWORKS=${FRAMEWORKS:-"torch jax"}
+KERNEL_SIZES=${KERNEL_SIZES:-"3 5 7"}       # the benchmark models' kernel sizes (speed, compiled)
 TORCH_TIMEOUT=${TORCH_TIMEOUT:-90}      # seconds per model (the H200 ran each in about 20)
 JAX_TIMEOUT=${JAX_TIMEOUT:-300}         # seconds per model: XLA compiles (and autotunes) six steps;
                                         # 110-150 s was not enough on the H200
@@ -42,7 +45,7 @@ speed() {
     for model in stack unet; do      # one JSON per model: a run cut short keeps the models done
       section speed $fw $model
       timeout "$([ "$fw" = torch ] && echo "$TORCH_TIMEOUT" || echo "$JAX_TIMEOUT")" $PY -m diffconv.cli speed --framework $fw --device "$DEVICE" --models $model \
-        --batch "$BATCH" --size "$SIZE" --kernel-sizes 3 5 7 --repeats "$REPEATS" --json "$OUT/speed_${fw}_$model.json" \
+        --batch "$BATCH" --size "$SIZE" --kernel-sizes $KERNEL_SIZES --repeats "$REPEATS" --json "$OUT/speed_${fw}_$model.json" \
         2>&1 | grep -v -e '%|' -e USDT
     done
   done
@@ -52,7 +55,7 @@ compiled() {      # both torch models through torch.compile(fullgraph=True), Ind
   for model in stack unet; do
     section speed torch compiled $model
     timeout 300 $PY -m diffconv.cli speed --framework torch --torch-compile --device "$DEVICE" --models $model \
-      --batch "$BATCH" --size "$SIZE" --kernel-sizes 3 5 7 --repeats "$REPEATS" \
+      --batch "$BATCH" --size "$SIZE" --kernel-sizes $KERNEL_SIZES --repeats "$REPEATS" \
       --json "$OUT/speed_torch_compiled_$model.json" 2>&1 | grep -v -e '%|' -e USDT
   done
 }
