@@ -520,16 +520,15 @@ def run(args: argparse.Namespace) -> int:
     runners = {"torch": _run_torch, "jax": _run_jax}
     jobs = [(fw, m, k) for fw in frameworks for m in args.models for k in s["kernel_sizes"]]
     results: list[Result] = []
-    versions: dict[str, str] = {}
-    device_names: dict[str, str] = {}
     with tqdm(total=len(jobs) * s["repeats"], desc="speed", unit="step") as bar:
         for fw, m, k in jobs:
             bar.set_postfix_str(f"{fw} {m} k={k}")
             results.append(runners[fw](m, k, s, args.device, args.dtype, bar))
-            versions[fw] = __import__(fw).__version__
-            device_names[fw] = _device_name(fw, args.device)
     print(_table(results))
     if args.json:
+        ran = list(dict.fromkeys(fw for fw, _, _ in jobs))
+        versions = {fw: __import__(fw).__version__ for fw in ran}
+        device_names = {fw: _device_name(fw, args.device) for fw in ran}
         payload = {
             "machine": _machine(), "versions": versions, "settings": s, "device": args.device,
             "device_names": device_names, "dtype": args.dtype,
