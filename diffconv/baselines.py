@@ -276,7 +276,7 @@ def boundary_ring(shape: tuple[int, int], kernel_size: tuple[int, int]) -> np.nd
     """Bool ``(H, W)`` mask of the size-keeping outputs whose window reaches past the image."""
     mask = np.zeros(shape, dtype=bool)
     for a, (length, k) in enumerate(zip(shape, kernel_size)):
-        p = axis_plan(length, k, axis=a)
+        p = axis_plan(length, k)
         idx = np.arange(length)
         edge = (idx < p.n_low) | (idx >= p.out_len - p.n_high)
         mask |= edge.reshape((-1, 1) if a == 0 else (1, -1))

@@ -26,7 +26,7 @@ __all__ = [
     "ghost_widths",
     "ghost_weights",
     "lagrange_basis",
-    "min_length",
+    "source_span",
     "transformation_matrix",
     "transformation_matrix_1d",
     "published_matrices",
@@ -87,11 +87,15 @@ def ghost_widths(kernel_size: int, dilation: int = 1) -> tuple[int, int]:
     return (extent - 1) // 2, extent // 2
 
 
-def min_length(kernel_size: int, dilation: int = 1) -> int:
-    """Shortest axis the ghosts can be extrapolated from: ``k*d`` (1 when there are no ghosts)."""
+def source_span(kernel_size: int, dilation: int = 1, length: int | None = None) -> int:
+    """Edge samples one side's ghosts are extrapolated from: ``k*d``, or the whole axis when it
+    is shorter (``length``); 0 for ``k = 1``, which has no ghosts."""
     k = _check_positive_int("kernel_size", kernel_size)
     d = _check_positive_int("dilation", dilation)
-    return 1 if k == 1 else k * d
+    if length is not None:
+        _check_positive_int("length", length)
+    span = 0 if k == 1 else k * d
+    return span if length is None else min(span, int(length))
 
 
 @dataclass(frozen=True)
@@ -110,27 +114,31 @@ class GhostWeights:
 
 
 @functools.lru_cache(maxsize=None)
-def _ghost_rows(k: int, d: int, width: int) -> tuple[tuple[Fraction, ...], ...]:
-    """Rows for ghosts at distance q = width..1 beyond an edge at index 0 (x[-q] in lattice terms)."""
-    span = min_length(k, d) if width else 0
+def _ghost_rows(k: int, d: int, width: int, span: int) -> tuple[tuple[Fraction, ...], ...]:
+    """Rows for ghosts at distance q = width..1 before sample 0, over the samples ``x[:span]``.
+
+    A ghost's lattice (step ``d``) holds ``m = min(k, samples of x[:span] on it)`` nodes; the
+    ghost is the degree-``m-1`` polynomial through them. An empty lattice takes ``x[0]``."""
     rows = []
     for q in range(width, 0, -1):
         r = (-q) % d                     # residue of the ghost position on its lattice
-        steps = (q + r) // d             # ghost sits `steps` lattice steps before node 0 (= r)
-        weights = lagrange_basis(range(k), [-steps], exact=True)[:, 0]
         row = [Fraction(0)] * span
-        for m in range(k):
-            row[r + m * d] = weights[m]
+        m = min(k, -(-(span - r) // d)) if r < span else 0
+        if m == 0:
+            row[0] = Fraction(1)
+        else:
+            steps = (q + r) // d         # ghost sits `steps` lattice steps before node 0 (= r)
+            for j, w in enumerate(lagrange_basis(range(m), [-steps], exact=True)[:, 0]):
+                row[r + j * d] = w
         rows.append(tuple(row))
     return tuple(rows)
 
 
 @functools.lru_cache(maxsize=None)
-def _ghost_weights(k: int, d: int, before: int, after: int, exact: bool) -> GhostWeights:
-    low_rows = _ghost_rows(k, d, before)
+def _ghost_weights(k: int, d: int, before: int, after: int, span: int, exact: bool) -> GhostWeights:
+    low_rows = _ghost_rows(k, d, before, span)
     # The high edge is the low edge of the reversed axis: reverse rows and columns.
-    high_rows = [tuple(reversed(row)) for row in reversed(_ghost_rows(k, d, after))]
-    span = min_length(k, d)
+    high_rows = [tuple(reversed(row)) for row in reversed(_ghost_rows(k, d, after, span))]
     return GhostWeights(
         low=_as_array(low_rows, exact, (before, span if before else 0)),
         high=_as_array(high_rows, exact, (after, span if after else 0)),
@@ -142,6 +150,7 @@ def ghost_weights(
     dilation: int = 1,
     *,
     widths: tuple[int, int] | None = None,
+    length: int | None = None,
     exact: bool = False,
 ) -> GhostWeights:
     """Ghost weights for one axis of a size-keeping convolution (the README's Semantics).
@@ -150,6 +159,9 @@ def ghost_weights(
     polynomial through the ``k`` samples nearest that edge on its own dilation lattice.
     For ``k=3, d=1`` the single low ghost is ``3*u0 - 3*u1 + u2``. ``widths`` =
     ``(before, after)`` ghosts, by default :func:`ghost_widths` (the size-keeping ones).
+    ``length``: the axis length; on an axis shorter than ``k*d`` a lattice with ``m < k``
+    samples gives the degree-``m-1`` polynomial through them all, an empty one the edge
+    sample (DESIGN §2, short axes). The matrices have :func:`source_span` columns.
     """
     k = _check_positive_int("kernel_size", kernel_size)
     d = _check_positive_int("dilation", dilation)
@@ -159,7 +171,8 @@ def ghost_weights(
             raise ValueError(f"ghost_weights: {name} must be an int >= 0, got {w!r}")
     if k == 1 and (before or after):
         raise ValueError("ghost_weights: kernel_size=1 has no ghosts to extrapolate (widths must be (0, 0))")
-    return _ghost_weights(k, d, int(before), int(after), bool(exact))
+    span = source_span(k, d, length) if before or after else 0
+    return _ghost_weights(k, d, int(before), int(after), span, bool(exact))
 
 
 def transformation_matrix_1d(kernel_size: int, shift: int, *, exact: bool = False) -> np.ndarray:

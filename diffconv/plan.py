@@ -1,25 +1,28 @@
 """Per-axis geometry of a size-keeping convolution: ghost widths, output length, boundary outputs.
 
-Framework-neutral; both backends build their padding, masks and boundary strips from
-:func:`axis_plan` so the two agree by construction.
+Framework-neutral; both backends build their padding, boundary boxes and border terms from
+:func:`axis_plan` and :func:`boundary_boxes`, so the two agree by construction.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
-from .coefficients import ghost_widths, min_length
+from .coefficients import ghost_widths, source_span
 
-__all__ = ["AxisPlan", "axis_plan"]
+__all__ = ["AxisPlan", "axis_plan", "boundary_boxes", "ghost_sides"]
 
 
 @dataclass(frozen=True)
 class AxisPlan:
     """Geometry of one spatial axis.
 
-    ``before``/``after``: ghost samples added at each edge; ``out_len = ceil(length/stride)``;
-    output ``i`` reads input positions ``i*stride - before + j*dilation`` (``j < kernel_size``);
-    outputs ``[0, n_low)`` and ``[out_len - n_high, out_len)`` reach a ghost (the boundary).
+    ``before``/``after``: ghost samples added at each edge; ``span``: the samples nearest each
+    edge the ghosts are extrapolated from (``k*d``, or the whole axis when it is shorter);
+    ``out_len = ceil(length/stride)``; output ``i`` reads input positions
+    ``i*stride - before + j*dilation`` (``j < kernel_size``); outputs ``[0, n_low)`` and
+    ``[out_len - n_high, out_len)`` reach a ghost (the boundary).
     """
 
     length: int
@@ -28,6 +31,7 @@ class AxisPlan:
     stride: int
     before: int
     after: int
+    span: int
     out_len: int
     n_low: int
     n_high: int
@@ -42,18 +46,50 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def axis_plan(length: int, kernel_size: int, dilation: int = 1, stride: int = 1, *, axis: int | str = 0) -> AxisPlan:
-    """Plan one axis; raises ``ValueError`` naming ``axis`` when it is too short for the ghosts."""
+def axis_plan(length: int, kernel_size: int, dilation: int = 1, stride: int = 1) -> AxisPlan:
+    """Plan one axis of ``length >= 1`` samples (short axes take lower-order ghosts, DESIGN §2)."""
+    if length < 1:
+        raise ValueError(f"a spatial axis has length {length}; a convolution needs at least one sample")
     before, after = ghost_widths(kernel_size, dilation)
-    need = min_length(kernel_size, dilation)
-    if length < need:
-        raise ValueError(
-            f"spatial axis {axis} has length {length}, but kernel_size={kernel_size} with "
-            f"dilation={dilation} needs at least {need} samples (kernel_size*dilation) to "
-            f"extrapolate its border"
-        )
+    span = source_span(kernel_size, dilation, length)
     out_len = _ceil_div(length, stride)
     n_low = min(out_len, _ceil_div(before, stride))              # i*stride < before
     first_high = _ceil_div(length - after, stride)                # i*stride > length-1-after
     n_high = max(0, out_len - max(first_high, n_low))
-    return AxisPlan(length, kernel_size, dilation, stride, before, after, out_len, n_low, n_high)
+    return AxisPlan(length, kernel_size, dilation, stride, before, after, span, out_len, n_low, n_high)
+
+
+Box = tuple[tuple[int, int], ...]
+
+
+def boundary_boxes(plans: Sequence[AxisPlan]) -> list[tuple[int, Box]]:
+    """Disjoint output boxes ``(a, ((lo, hi) per axis))`` covering every output whose window
+    reaches a ghost. Box for axis ``a``: its low or high boundary outputs on axis ``a``, the
+    interior on the axes before ``a`` (covered there already) and everything on the axes after."""
+    boxes = []
+    for a, p in enumerate(plans):
+        for lo, hi in ((0, p.n_low), (p.out_len - p.n_high, p.out_len)):
+            box = tuple(
+                (lo, hi) if b == a else (q.interior if b < a else (0, q.out_len)) for b, q in enumerate(plans)
+            )
+            if all(h > l for l, h in box):
+                boxes.append((a, box))
+    return boxes
+
+
+def ghost_sides(p: AxisPlan) -> list[tuple[int, int, int, int]]:
+    """``(out_lo, out_hi, tap_lo, tap_hi)`` per boundary side of one axis: the outputs whose
+    window reaches a ghost of that side, and the kernel taps along the axis that can."""
+    sides = []
+    if p.n_low:
+        sides.append((0, p.n_low, 0, _ceil_div(p.before, p.dilation)))
+    if p.n_high:
+        t0 = _ceil_div(p.before + p.length - (p.out_len - 1) * p.stride, p.dilation)
+        sides.append((p.out_len - p.n_high, p.out_len, max(t0, 0), p.kernel_size))
+    return sides
+
+
+def window(p: AxisPlan, lo: int, hi: int, t0: int = 0, t1: int | None = None) -> tuple[int, int]:
+    """Padded-axis positions ``[start, stop)`` that outputs ``lo..hi-1`` read with taps ``t0..t1-1``."""
+    t1 = p.kernel_size if t1 is None else t1
+    return lo * p.stride + t0 * p.dilation, (hi - 1) * p.stride + (t1 - 1) * p.dilation + 1

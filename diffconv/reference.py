@@ -19,6 +19,11 @@ _SPACE, _TAP, _OUT = "xyz", "ijk", "tuv"
 
 def _tap_operator(length: int, k: int, d: int) -> np.ndarray:
     """``A[t, j, x]``: how tap ``j`` of the stride-1 output ``t`` reads the samples ``x``."""
+    if k > 1 and length < k * d:
+        raise ValueError(
+            f"the transformed-kernel form needs a complete window on every lattice: length {length} < "
+            f"kernel_size*dilation = {k * d} (short axes have no such window)"
+        )
     plan = axis_plan(length, k, d, 1)
     A = np.zeros((length, k, length))
     for t in range(length):

@@ -14,7 +14,7 @@ from diffconv.coefficients import (
     ghost_weights,
     ghost_widths,
     lagrange_basis,
-    min_length,
+    source_span,
     published_matrices,
     transformation_matrix,
     transformation_matrix_1d,
@@ -52,7 +52,7 @@ def test_ghosts_extrapolate_polynomials_exactly(k, d):
     rng = random.Random(100 * k + d)
     g = ghost_weights(k, d, exact=True)
     before, after = ghost_widths(k, d)
-    span = min_length(k, d)
+    span = source_span(k, d)
     length = span + 3
     for degree in range(k):
         coef = _random_poly(degree, rng)
@@ -90,16 +90,47 @@ def test_ghost_weights_are_integers_and_float_view_matches():
 
 
 @pytest.mark.parametrize("k,d", [(k, d) for k in range(1, 12) for d in (1, 2, 3)])
-def test_ghost_widths_and_min_length(k, d):
+def test_ghost_widths_and_source_span(k, d):
     extent = (k - 1) * d + 1
     assert ghost_widths(k, d) == ((extent - 1) // 2, extent // 2)
     assert sum(ghost_widths(k, d)) == extent - 1                # size-keeping
     if k % 2 and d == 1:
         assert ghost_widths(k, d) == (k // 2, k // 2)           # nn.Conv2d(padding=k//2)
-    assert min_length(k, d) == (1 if k == 1 else k * d)
+    assert source_span(k, d) == (0 if k == 1 else k * d)
+    assert source_span(k, d, 2) == min(2, 0 if k == 1 else k * d)
     g = ghost_weights(k, d)
-    assert g.low.shape == (ghost_widths(k, d)[0], min_length(k, d) if g.low.shape[0] else 0)
+    assert g.low.shape == (ghost_widths(k, d)[0], source_span(k, d) if g.low.shape[0] else 0)
     assert g.high.shape[0] == ghost_widths(k, d)[1]
+
+
+@pytest.mark.parametrize("k", range(2, 8))
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_short_axis_ghosts_take_the_highest_degree_the_lattice_holds(k, d):
+    """DESIGN §2 short axes: on an axis of L < k*d samples a ghost's lattice holds m samples;
+    the ghost is exact for every polynomial of degree < min(m, k) on that lattice, reads no other
+    sample, and an empty lattice copies the nearest edge sample."""
+    rng = random.Random(1000 * k + d)
+    before, after = ghost_widths(k, d)
+    for length in range(1, k * d):
+        g = ghost_weights(k, d, length=length, exact=True)
+        assert g.low.shape == (before, length if before else 0) and g.high.shape == (after, length if after else 0)
+        ghosts = [(i - before, g.low[i]) for i in range(before)] + [(length + i, g.high[i]) for i in range(after)]
+        for pos, row in ghosts:
+            lattice = [x for x in range(length) if (x - pos) % d == 0]
+            nearest = sorted(lattice, key=lambda x: abs(x - pos))[:k]
+            if not nearest:
+                edge = 0 if pos < 0 else length - 1
+                assert [int(v) for v in row] == [int(x == edge) for x in range(length)]
+                continue
+            assert all(row[x] == 0 for x in range(length) if x not in nearest)
+            for degree in range(len(nearest)):
+                coef = _random_poly(degree, rng)
+                assert sum(row[x] * _eval(coef, x) for x in range(length)) == _eval(coef, pos)
+    # L >= k*d: the ordinary weights, unchanged.
+    for length in (k * d, k * d + 5):
+        g = ghost_weights(k, d, length=length, exact=True)
+        assert np.array_equal(g.low, ghost_weights(k, d, exact=True).low)
+        assert np.array_equal(g.high, ghost_weights(k, d, exact=True).high)
 
 
 def test_ghosts_stay_on_their_dilation_lattice():
@@ -153,7 +184,7 @@ def test_lagrange_basis_partition_of_unity_and_kronecker_delta(nodes):
     (lambda: ghost_widths(0), ValueError, r"kernel_size must be an int >= 1, got 0"),
     (lambda: ghost_widths(2.5), ValueError, r"kernel_size must be an int >= 1, got 2.5"),
     (lambda: ghost_widths(True), ValueError, r"kernel_size must be an int >= 1, got True"),
-    (lambda: min_length(3, 0), ValueError, r"dilation must be an int >= 1, got 0"),
+    (lambda: source_span(3, 0), ValueError, r"dilation must be an int >= 1, got 0"),
     (lambda: ghost_weights(3, widths=(-1, 1)), ValueError, r"widths\[0\] must be an int >= 0, got -1"),
     (lambda: ghost_weights(3, widths=(1, 1.5)), ValueError, r"widths\[1\] must be an int >= 0, got 1.5"),
     (lambda: ghost_weights(1, widths=(1, 0)), ValueError, r"kernel_size=1 has no ghosts"),

@@ -4,6 +4,7 @@
 the Flax layers live in :mod:`diffconv.jax.linen` and :mod:`diffconv.jax.nnx`.
 """
 
+from .conv_transpose import conv_transpose
 from .functional import conv, lagrange_pad
 
-__all__ = ["conv", "lagrange_pad"]
+__all__ = ["conv", "conv_transpose", "lagrange_pad"]

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ..coefficients import ghost_weights, min_length
+from ..coefficients import ghost_weights, source_span
 
 _LOW_PRECISION = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16))
 
@@ -24,8 +24,8 @@ def work_dtype(dtype: jnp.dtype) -> np.dtype:
 
 
 @functools.lru_cache(maxsize=512)
-def _weights(k: int, d: int, before: int, after: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    g = ghost_weights(k, d, widths=(before, after))
+def _weights(k: int, d: int, before: int, after: int, span: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    g = ghost_weights(k, d, widths=(before, after), length=span)
     return g.low.astype(dtype), g.high.astype(dtype)
 
 
@@ -51,8 +51,9 @@ def padded_window(
     length = x.shape[axis]
     if start == 0 and stop == before + length + after and before == 0 and after == 0:
         return x
-    low, high = _weights(kernel_size, dilation, before, after, work_dtype(x.dtype))
-    span = min_length(kernel_size, dilation)
+    # A slab that holds only edge samples holds at least the k*d ghost sources of its edge.
+    span = source_span(kernel_size, dilation, length)
+    low, high = _weights(kernel_size, dilation, before, after, span, work_dtype(x.dtype))
     parts = []
     if start < before:
         edge = lax.slice_in_dim(x, 0, span, axis=axis)

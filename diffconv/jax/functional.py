@@ -21,8 +21,7 @@ from jax import lax
 from jax.custom_derivatives import SymbolicZero
 
 from .._checks import as_tuple, check_float_dtype
-from ..coefficients import min_length
-from ..plan import AxisPlan, axis_plan
+from ..plan import AxisPlan, axis_plan, boundary_boxes as _boundary_boxes, ghost_sides as _ghost_sides, window as _window
 from ._ghosts import padded_window, work_dtype
 from ._validate import check_array, validate_conv_args
 
@@ -45,46 +44,12 @@ _DIMENSION_NUMBERS = {
 }
 
 
-def _boundary_boxes(plans: Sequence[AxisPlan]) -> list[tuple[int, tuple[tuple[int, int], ...]]]:
-    """Disjoint output boxes ``(a, ((lo, hi) per axis))`` covering every output whose window
-    reaches a ghost. Box for axis ``a``: its low or high boundary outputs on axis ``a``, the
-    interior on the axes before ``a`` (covered there already) and everything on the axes after.
-    """
-    boxes = []
-    for a, p in enumerate(plans):
-        for lo, hi in ((0, p.n_low), (p.out_len - p.n_high, p.out_len)):
-            box = tuple(
-                (lo, hi) if b == a else (q.interior if b < a else (0, q.out_len)) for b, q in enumerate(plans)
-            )
-            if all(h > l for l, h in box):
-                boxes.append((a, box))
-    return boxes
-
-
-def _ghost_sides(p: AxisPlan) -> list[tuple[int, int, int, int]]:
-    """``(out_lo, out_hi, tap_lo, tap_hi)`` per boundary side of one axis: the outputs whose
-    window reaches a ghost of that side, and the kernel taps along the axis that can."""
-    sides = []
-    if p.n_low:
-        sides.append((0, p.n_low, 0, -(-p.before // p.dilation)))
-    if p.n_high:
-        t0 = -(-(p.before + p.length - (p.out_len - 1) * p.stride) // p.dilation)
-        sides.append((p.out_len - p.n_high, p.out_len, max(t0, 0), p.kernel_size))
-    return sides
-
-
-def _window(p: AxisPlan, lo: int, hi: int, t0: int = 0, t1: int | None = None) -> tuple[int, int]:
-    """Padded-axis positions ``[start, stop)`` that outputs ``lo..hi-1`` read with taps ``t0..t1-1``."""
-    t1 = p.kernel_size if t1 is None else t1
-    return lo * p.stride + t0 * p.dilation, (hi - 1) * p.stride + (t1 - 1) * p.dilation + 1
-
-
 def _padded_axis_window(slab: jax.Array, p: AxisPlan, axis: int, start: int, stop: int) -> jax.Array:
     """Positions ``[start, stop)`` of ``slab`` ghost-padded along ``axis``, built from the samples
     near the one edge the window reaches when it reaches only one. ``slab`` holds the whole
     axis or, for such windows, only the ``k*d`` samples nearest each edge (:func:`_edge_bands`).
     """
-    length, span, held = p.length, min_length(p.kernel_size, p.dilation), slab.shape[axis]
+    length, span, held = p.length, p.span, slab.shape[axis]
     if start < p.before and stop <= p.before + length:        # low ghosts only: leading samples
         edge = lax.slice_in_dim(slab, 0, min(length, max(span, stop - p.before)), axis=axis)
         return padded_window(edge, axis, p.kernel_size, p.dilation, p.before, 0, start, stop)
@@ -119,7 +84,7 @@ def _ghost_slab(x: jax.Array, plans: Sequence[AxisPlan], a: int, start: int, sto
 
 def _reads_one_edge(p: AxisPlan, start: int, stop: int) -> bool:
     """Whether padded positions ``[start, stop)`` need only the ``k*d`` samples at one edge."""
-    span = min_length(p.kernel_size, p.dilation)
+    span = p.span
     if stop <= p.before + p.length:
         return stop - p.before <= span
     return start >= p.before and p.length + p.before - start <= span
@@ -132,7 +97,7 @@ def _edge_bands(x: jax.Array, p: AxisPlan, a: int) -> jax.Array:
     XLA a full-size padded cotangent to hold (1.8x the memory of the zero-padded step when
     the input is a concatenation, as in a UNet decoder).
     """
-    span = min_length(p.kernel_size, p.dilation)
+    span = p.span
     if 2 * span >= p.length:
         return x
     return jnp.take(x, np.r_[0:span, p.length - span:p.length], axis=1 + a)
@@ -295,8 +260,6 @@ def conv(
     nd, strides_t, dils = validate_conv_args(
         x, kernel, bias, edge_kernel, edge_bias, strides, dilation, feature_group_count, boundary_input_grad, precision
     )
-    for a in range(nd):            # a too short axis raises here, before tracing
-        axis_plan(x.shape[len(x.shape) - nd - 1 + a], kernel.shape[a], dils[a], strides_t[a], axis=a)
     return _conv(
         x, kernel, bias, edge_kernel, edge_bias, nd=nd, strides=strides_t, dils=dils,
         groups=feature_group_count, boundary_input_grad=boundary_input_grad, precision=precision,
@@ -325,7 +288,7 @@ def _conv(
     if unbatched:
         x = x[None]
     ks = kernel.shape[:nd]
-    plans = [axis_plan(x.shape[1 + a], ks[a], dils[a], strides[a], axis=a) for a in range(nd)]
+    plans = [axis_plan(x.shape[1 + a], ks[a], dils[a], strides[a]) for a in range(nd)]
 
     sliced = kernel.size <= SLICED_TAPS_MAX_FRACTION * x.size
     geo = _Geometry(tuple(plans), strides, dils, groups, precision, sliced)
@@ -412,11 +375,7 @@ def lagrange_pad(
             continue
         if k == 1:
             raise ValueError(f"pad_width ({lo}, {hi}) on axis {axis} needs kernel_size >= 2 to extrapolate, got 1")
-        need = min_length(k, d)
-        if x.shape[axis] < need:
-            raise ValueError(
-                f"axis {axis} of x has length {x.shape[axis]}, but kernel_size={k} with dilation={d} needs at "
-                f"least {need} samples to extrapolate its border"
-            )
+        if x.shape[axis] < 1:
+            raise ValueError(f"axis {axis} of x has length 0; there is no sample to extrapolate ghosts from")
         x = padded_window(x, axis, k, d, lo, hi, 0, lo + x.shape[axis] + hi)
     return x.astype(dtype)

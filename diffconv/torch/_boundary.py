@@ -135,7 +135,7 @@ def geometry(
     lengths: tuple[int, ...], kernel_size: tuple[int, ...], strides: tuple[int, ...], dilations: tuple[int, ...]
 ) -> Geometry:
     """Plans and regions of a convolution over spatial ``lengths`` (raises on too-short axes)."""
-    plans = tuple(axis_plan(L, k, d, s, axis=a) for a, (L, k, d, s) in enumerate(zip(lengths, kernel_size, dilations, strides)))
+    plans = tuple(axis_plan(L, k, d, s) for L, k, d, s in zip(lengths, kernel_size, dilations, strides))
     lean = all(
         (p.length + 2 * p.before - (p.kernel_size - 1) * p.dilation - 1) // p.stride + 1 == p.out_len for p in plans
     )

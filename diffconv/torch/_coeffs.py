@@ -32,22 +32,23 @@ def eager_cached(build: Callable[..., T]) -> Callable[..., T]:
 
 
 @torch.compiler.assume_constant_result
-def _ghost_lists(kernel_size: int, dilation: int, before: int, after: int) -> tuple[list, list]:
+def _ghost_lists(kernel_size: int, dilation: int, before: int, after: int, span: int) -> tuple[list, list]:
     """The ghost weights as nested Python lists (a constant for ``torch.compile``)."""
-    g = ghost_weights(kernel_size, dilation, widths=(before, after))
+    g = ghost_weights(kernel_size, dilation, widths=(before, after), length=span)
     return g.low.tolist(), g.high.tolist()
 
 
 @eager_cached
 def ghost_tensors(
-    kernel_size: int, dilation: int, before: int, after: int, device: torch.device, dtype: torch.dtype
+    kernel_size: int, dilation: int, before: int, after: int, device: torch.device, dtype: torch.dtype,
+    span: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(low, high)`` ghost weight matrices of :func:`diffconv.coefficients.ghost_weights` as tensors.
 
     ``low``: ``(before, k*d)``, ``high``: ``(after, k*d)`` (:func:`eager_cached`).
     """
-    low, high = _ghost_lists(kernel_size, dilation, before, after)
-    span = kernel_size * dilation
+    span = kernel_size * dilation if span is None else span
+    low, high = _ghost_lists(kernel_size, dilation, before, after, span)
     # The weights are integers, so float32/float64 hold them exactly.
     return (
         torch.tensor(low, device=device, dtype=dtype).reshape(before, span if before else 0),

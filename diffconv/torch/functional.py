@@ -25,7 +25,9 @@ from ._boundary import Geometry, geometry, out_view
 from ._validate import validate_conv_args
 from .padding import lagrange_pad, pad_axis
 
-__all__ = ["conv1d", "conv2d", "conv3d", "lagrange_pad"]
+from .conv_transpose import conv_transpose1d, conv_transpose2d, conv_transpose3d
+
+__all__ = ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "lagrange_pad"]
 
 def composite(
     x: torch.Tensor,

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from .._checks import as_tuple, check_float_dtype
-from ..coefficients import min_length
+from ..coefficients import source_span
 from ._coeffs import ghost_tensors, work_dtype
 from ._validate import dtype_name
 
@@ -42,8 +42,8 @@ def pad_axis(x: torch.Tensor, dim: int, kernel_size: int, dilation: int, before:
     if before == 0 and after == 0:
         return x
     length = x.shape[dim]
-    low_w, high_w = ghost_tensors(kernel_size, dilation, before, after, x.device, work_dtype(x.dtype))
-    span = kernel_size * dilation
+    span = source_span(kernel_size, dilation, length)
+    low_w, high_w = ghost_tensors(kernel_size, dilation, before, after, x.device, work_dtype(x.dtype), span)
     parts = []
     if before:
         parts.append(contract(x.narrow(dim, 0, span), low_w, dim, x.dtype))
@@ -88,13 +88,9 @@ def lagrange_pad(
         lo, hi = pad[2 * i], pad[2 * i + 1]
         if lo == 0 and hi == 0:
             continue
-        need = min_length(ks[i], dils[i])
         if ks[i] == 1:
             raise ValueError(f"pad ({lo}, {hi}) on dim {dim} needs kernel_size >= 2 to extrapolate, got 1")
-        if input.shape[dim] < need:
-            raise ValueError(
-                f"dim {dim} has length {input.shape[dim]}, but kernel_size={ks[i]} with dilation={dils[i]} "
-                f"needs at least {need} samples to extrapolate its border"
-            )
+        if input.shape[dim] < 1:
+            raise ValueError(f"dim {dim} has length 0; there is no sample to extrapolate ghosts from")
         out = pad_axis(out, dim, ks[i], dils[i], lo, hi)
     return out.to(input.dtype)
