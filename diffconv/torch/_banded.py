@@ -1,24 +1,19 @@
-"""The banded torch form: a 2-d, stride-1 convolution as the zero-padded convolution plus its
-ghost ring, convolved as four thin bands in one grouped convolution.
+"""The banded form: a 2-d, stride-1 convolution as the zero-padded convolution plus its ghost
+ring, convolved as four thin bands in one grouped convolution, in one autograd node.
 
 The ghost-padded input is ``P = Z + D``: ``Z`` the zero-padded input, ``D`` the ghosts alone
 (the ring of ``p = k // 2`` samples around the data). ``conv(P) = conv_same_zero(x) + conv(D)``,
 and ``conv(D)`` reaches only the ``p`` outputs nearest each edge. The ring splits into four
 bands: the top and bottom ghost rows (corners included) and the left and right ghost columns
-(data rows only). Each band is one grouped-convolution group, laid out as ``2p - 1`` rows (its
-``p`` ghost rows and ``p - 1`` zero rows; the column bands transposed) and convolved with the
-``p`` kernel rows (or transposed columns) that reach it.
+(data rows only). Each band is one group of a grouped convolution, laid out as ``2p - 1`` rows
+(its ``p`` ghost rows and ``p - 1`` zero rows; the column bands transposed) and convolved with
+the ``p`` kernel rows (or transposed columns) that reach it.
 
-This module holds the band terms; :mod:`diffconv.torch._autograd` runs the two
-convolutions ``padding='same'`` runs between them, and :func:`banded_conv2d` is the same form
-from plain differentiable operations (what ``torch.compile`` traces). Beyond those
-convolutions, only thin edge slices of ``x``, ``y``, the output gradient and ``dx`` are
-touched; on the CPU the edge slices of ``x`` and of the output gradient are read before the
-big convolution, while they are still in cache (on an accelerator, after it:
-:func:`diffconv.torch._autograd._bands_first`).
-Backward keeps the bands at ``k = 3`` (one row each, the ring itself) and the ring at larger
-``k`` (``4p`` samples per row and column of each map), not a padded copy, and rebuilds the
-bands' kernel taps from the weight.
+Beyond the two convolutions ``padding='same'`` runs, only thin edge slices of ``x``, ``y``, the
+output gradient and ``dx`` are touched. Backward keeps the bands at ``k = 3`` (one row each, the
+ring itself) and the ring at larger ``k``, and rebuilds the bands' kernel taps from the weight.
+:func:`banded_conv2d` is the same form from plain differentiable operations, what
+``torch.compile`` traces.
 """
 
 from __future__ import annotations
@@ -27,50 +22,40 @@ import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from ._coeffs import eager_cached, ghost_operator
-from ._padded import lead_matmul
+from ._ghosts import Side, add_edges, edges, lead_matmul, operator
+from ._padded import composite_grads
 
 
-@eager_cached
-def _constants(k: int, rows: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ghost weights ``(2, p, k)`` (low side, high side) that :func:`lead_matmul` applies
-    to the ``k`` first and ``k`` last samples to give the ``p`` low and ``p`` high ghosts; and
-    the index of the ``k`` first and ``k`` last of ``rows`` rows."""
-    p = k // 2
-    m = ghost_operator(k, 1, p, p, device, dtype)
-    index = torch.tensor(list(range(k)) + list(range(rows - k, rows)), device=device)
-    return m, index
+def _side(k: int) -> Side:
+    return Side(k, 1, k // 2, k // 2, k)
 
 
-def banded_applies(nd: int, kernel_size: tuple[int, ...], strides: tuple[int, ...], dilations: tuple[int, ...]) -> bool:
-    """Whether the banded form covers a convolution: 2-d, stride 1, no dilation, square odd kernel > 1."""
-    if nd != 2 or any(s != 1 for s in strides) or any(d != 1 for d in dilations):
+def banded_applies(lengths: tuple[int, ...], kernel_size: tuple[int, ...], strides: tuple[int, ...],
+                   dilations: tuple[int, ...]) -> bool:
+    """Whether the banded form covers a convolution: 2-d, stride 1, no dilation, square odd
+    kernel > 1, both sides at least ``k`` long."""
+    if len(lengths) != 2 or any(s != 1 for s in strides) or any(d != 1 for d in dilations):
         return False
     kh, kw = kernel_size
-    return kh == kw and kh % 2 == 1 and kh > 1
+    return kh == kw and kh % 2 == 1 and kh > 1 and min(lengths) >= kh
 
 
 def _ring(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Ghost rows ``(2p, N, C, W + 2p)`` (top then bottom, corners included) and ghost columns
-    ``(2p, N, C, H)`` (left then right) of ``x`` ``(N, C, H, W)``. Each is one matrix product
-    with the contraction axis leading: one long GEMM, not a product per map, nor a skinny one
-    over rows of ``2k`` (several times slower)."""
-    p, (N, C, H, W) = k // 2, x.shape
-    m, rows = _constants(k, H, x.device, x.dtype)
-    edge_cols = torch.cat([x[..., :k], x[..., W - k:]], -1).permute(3, 0, 1, 2)       # (2k, N, C, H)
-    ghost_cols = lead_matmul(m, edge_cols)
-    at_rows = ghost_cols.index_select(3, rows).permute(3, 1, 2, 0)                     # (2k, N, C, 2p)
-    # Slices, not an index_select: under torch.compile, autograd's index_select backward would
-    # fill a zeroed input-sized buffer (compiled k=5 stack: peak memory 1.095 vs 1.221).
-    data_rows = torch.cat([x[:, :, :k], x[:, :, H - k:]], 2).movedim(2, 0)                # (2k, N, C, W)
-    edge_rows = torch.cat([at_rows[..., :p], data_rows, at_rows[..., p:]], -1)
+    ``(2p, N, C, H)`` (left then right) of ``x`` ``(N, C, H, W)``, each one matrix product with
+    the contraction axis leading (:func:`~diffconv.torch._ghosts.lead_matmul`)."""
+    side, p = _side(k), k // 2
+    m = operator(side, x.device, x.dtype)
+    ghost_cols = lead_matmul(m, edges(x, 3, side))                                  # (2p, N, C, H)
+    at_rows = edges(ghost_cols, 3, side).permute(0, 2, 3, 1)                        # (2k, N, C, 2p)
+    edge_rows = torch.cat([at_rows[..., :p], edges(x, 2, side), at_rows[..., p:]], -1)
     return lead_matmul(m, edge_rows), ghost_cols
 
 
 def _channels_last(alloc, shape: tuple[int, ...]) -> torch.Tensor:
     """A tensor of ``shape`` ``(N, 4, C, rows, L)`` from ``alloc`` whose ``flatten(1, 2)`` is
     channels-last: oneDNN then convolves the thin bands with no reorder to and from its
-    blocked layout (measured: 0.3-0.7 ms less per call on 8x32x96x96)."""
+    blocked layout."""
     N, four, C, rows, L = shape
     return alloc(N, rows, L, four, C).permute(0, 3, 4, 1, 2)
 
@@ -105,14 +90,12 @@ def band_outputs(x: torch.Tensor, weight: torch.Tensor, groups: int, *, traced: 
     """What the ghost ring adds to the outputs ``(N, 4, O, p, max(H, W))`` of ``x`` ``(N, C, H, W)``
     (per band, as :func:`add_band_outputs` takes it), and what backward keeps: at ``k = 3`` the
     bands themselves (one row each: the ring, laid out), else the ghost ring (``p`` rows a band,
-    against the bands' ``2p - 1``). On the CPU, run it before the zero-padded convolution, while
-    the edge slices of ``x`` are still in cache.
+    against the bands' ``2p - 1``).
 
     ``traced``: for :func:`banded_conv2d`, whose operations autograd differentiates. It then
     saves what the eager form keeps: the bands' kernel taps, and at ``k >= 5`` the bands, are
-    recomputed in backward (``torch.utils.checkpoint``). Saved, they cost the compiled UNet of
-    ``diffconv speed`` 1.288x zero padding's peak memory at k=5, against 1.156x: the taps
-    (``4O x C x p x k``) of its 24x24 layers outweigh their inputs."""
+    recomputed in backward (``torch.utils.checkpoint``); the taps (``4O x C x p x k``) of a
+    layer on a small map can outweigh its input."""
     k, O = weight.shape[-1], weight.shape[0]
     ring = _ring(x, k)
     if traced:
@@ -128,11 +111,9 @@ def banded_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
     """The banded form from plain differentiable operations: ``(N, C, H, W) -> (N, O, H, W)``
     for a layer :func:`banded_applies` to. ``torch.compile`` traces this instead of padding a
     copy of ``x``. The bands' outputs are zero-padded to the output's size and added, not
-    added in place onto slices: Inductor fuses the padded sum into one pass over the output
-    (compiled k=3 stack: 1.04-1.15x compiled zero padding's time, against 1.24 with slice adds
-    and 1.67-1.79 for the ghost-padded copy; docs/benchmarks.md). The zero-padded convolution
-    comes first so that autograd runs the bands' backward before its own, and the output
-    gradient can be freed sooner (compiled k=5 stack's peak memory: 1.221 vs 1.244)."""
+    added in place onto slices: Inductor fuses the padded sum into one pass over the output.
+    The zero-padded convolution comes first so that autograd runs the bands' backward before
+    its own, and the output gradient can be freed sooner."""
     y = F.conv2d(x, weight, bias, 1, weight.shape[-1] // 2, 1, groups)
     out, _ = band_outputs(x, weight, groups, traced=True)
     p, (H, W) = out.shape[3], y.shape[2:]
@@ -163,8 +144,7 @@ def band_grads(g: torch.Tensor, kept: tuple[torch.Tensor, ...], weight: torch.Te
     ``(N, O, H, W)``: on the bands ``(N, 4C, 2p - 1, L + 2p)``, and on the weight, its kernel
     taps put back into one ``(O, C/groups, k, k)`` tensor; each ``None`` where not needed.
     ``kept``: what :func:`band_outputs` returned for backward; ``weight``: the layer's kernel,
-    whose taps the bands used. On the CPU, run it before the zero-padded convolution's
-    backward, while the edge slices of ``g`` are still in cache."""
+    whose taps the bands used."""
     k = weight.shape[-1]
     p, (N, O, H, W) = k // 2, g.shape
     L = max(H, W)
@@ -197,9 +177,8 @@ def _band_weight_grad(g_w_bands: torch.Tensor, k: int) -> torch.Tensor:
 def add_band_grads(dx: torch.Tensor | None, dw: torch.Tensor | None, grads, k: int) -> None:
     """Add the gradients from :func:`band_grads` onto the zero-padded convolution's ``dx``
     ``(N, C, H, W)`` and ``dw`` ``(O, C/groups, k, k)`` (each where not ``None``); ``k``: the
-    kernel size. The fold of the bands' gradient runs here, after the main backward: run
-    before it, it took 0-1.2 ms more per layer (typically 0.4; 8x32x96x96), and its outputs,
-    ``k / p`` times the bands' size, raised peak memory by about 1 %."""
+    kernel size. The fold of the bands' gradient runs here, after the main backward, where its
+    outputs (``k / p`` times the bands' size) do not add to the peak."""
     g_ring, g_w = grads
     if dw is not None:
         dw.add_(g_w)
@@ -207,12 +186,8 @@ def add_band_grads(dx: torch.Tensor | None, dw: torch.Tensor | None, grads, k: i
         return
     H, W = dx.shape[2:]
     g_edge_rows, g_edge_cols = _fold_ring(g_ring.unflatten(1, (4, -1)), k, H, W)
-    # Two adds per axis, not one: the k first and k last rows (columns) overlap when H < 2k
-    # (W < 2k). Slices, not an index_add_ over the rows: 0.45 vs 0.69 ms at 8x32x96x96.
-    dx[:, :, :k].add_(g_edge_rows[:k].permute(1, 2, 0, 3))
-    dx[:, :, H - k:].add_(g_edge_rows[k:].permute(1, 2, 0, 3))
-    dx[..., :k].add_(g_edge_cols[:k].permute(1, 2, 3, 0))
-    dx[..., W - k:].add_(g_edge_cols[k:].permute(1, 2, 3, 0))
+    add_edges(dx, 2, g_edge_rows, _side(k), 0, H)
+    add_edges(dx, 3, g_edge_cols, _side(k), 0, W)
 
 
 def _fold_ring(g_bands: torch.Tensor, k: int, H: int, W: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -220,12 +195,56 @@ def _fold_ring(g_bands: torch.Tensor, k: int, H: int, W: int) -> tuple[torch.Ten
     samples the ghosts were extrapolated from (the transpose of :func:`_ring`): on the ``k``
     first and ``k`` last rows ``(2k, N, C, W)`` and columns ``(2k, N, C, H)``; the corners'
     part travels through the columns."""
-    p = k // 2
-    m, rows = _constants(k, H, g_bands.device, g_bands.dtype)
+    side, p = _side(k), k // 2
+    m = operator(side, g_bands.device, g_bands.dtype)
     lead = (2, 0, 1, 3)                                  # (N, C, rows, L) -> (rows, N, C, L)
     g_rows = torch.cat([g_bands[:, 0, :, :p, :W + 2 * p].permute(lead), g_bands[:, 1, :, p - 1:, :W + 2 * p].permute(lead)])
-    g_edge_rows = lead_matmul(m.mT, g_rows)                                                    # (2k, N, C, W + 2p)
+    g_edge_rows = lead_matmul(m, g_rows, transpose=True)                                                    # (2k, N, C, W + 2p)
     g_cols = torch.cat([g_bands[:, 2, :, :p, p:p + H].permute(lead), g_bands[:, 3, :, p - 1:, p:p + H].permute(lead)])
     g_corners = torch.cat([g_edge_rows[..., :p], g_edge_rows[..., p + W:]], -1)        # (2k, N, C, 2p)
-    g_cols.index_add_(3, rows, g_corners.permute(3, 1, 2, 0))
-    return g_edge_rows[..., p:p + W], lead_matmul(m.mT, g_cols)
+    add_edges(g_cols, 3, g_corners.permute(0, 3, 1, 2), side, 0, H)
+    return g_edge_rows[..., p:p + W], lead_matmul(m, g_cols, transpose=True)
+
+
+def _bands_around(first: bool, bands, main):
+    """``(bands(), main())``, run in that order if ``first``, else main first. On the CPU the band
+    operations go first, while the edge slices of ``x`` (of the output gradient) are in cache; on
+    an accelerator after the big convolution, so the host queues them while the device runs it."""
+    if first:
+        done = bands()
+        return done, main()
+    done = main()
+    return bands(), done
+
+
+class BandedConv(torch.autograd.Function):
+    """``apply(x, weight, bias, groups, bands_first, composite)`` for ``x`` ``(N, C, H, W)`` and a
+    layer :func:`banded_applies` to; ``composite`` differentiates a second-order backward."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, groups, bands_first, composite):
+        (out, ctx.kept), y = _bands_around(
+            bands_first, lambda: band_outputs(x, weight, groups),
+            lambda: F.conv2d(x, weight, bias, 1, weight.shape[-1] // 2, 1, groups))
+        add_band_outputs(y, out)
+        ctx.groups, ctx.bands_first, ctx.composite = groups, bands_first, composite
+        ctx.save_for_backward(x, weight, bias)
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, w, b = ctx.saved_tensors
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        if torch.is_grad_enabled():
+            grads = composite_grads(ctx.composite, (x, w, b, None, None), (need_x, need_w, need_b, False, False), g)
+            return (*grads[:3], None, None, None)
+        g, k, groups = g.contiguous(), w.shape[-1], ctx.groups
+        band, (dx, dw, db) = _bands_around(
+            ctx.bands_first,
+            lambda: band_grads(g, ctx.kept, w, groups, need_x, need_w) if need_x or need_w else None,
+            lambda: torch.ops.aten.convolution_backward(
+                g, x, w, [w.shape[0]] if b is not None else None, [1, 1], [k // 2] * 2, [1, 1], False, [0, 0],
+                groups, [need_x, need_w, need_b]))
+        if band is not None:
+            add_band_grads(dx, dw, band, k)
+        return dx, dw, db, None, None, None

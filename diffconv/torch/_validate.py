@@ -14,11 +14,9 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 
 def autocast_enabled(device_type: str) -> bool:
-    """Whether ``torch.autocast`` is active for ``device_type`` (where it picks the conv dtype)."""
-    try:
-        return bool(torch.is_autocast_enabled(device_type))
-    except TypeError:  # torch < 2.4 takes no device type
-        return bool(torch.is_autocast_cpu_enabled() if device_type == "cpu" else torch.is_autocast_enabled())
+    """Whether ``torch.autocast`` is active for ``device_type`` (where it picks the conv dtype);
+    ``False`` on devices autocast does not know (``meta``)."""
+    return torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type)
 
 
 def validate_conv_args(

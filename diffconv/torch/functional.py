@@ -1,123 +1,151 @@
 """Padding-free convolution for PyTorch (channels-first, weights ``(out, in/groups, *k)``).
 
-Fast form: the convolution of the Lagrange-ghost-padded input (:func:`lagrange_pad`). In
-eager mode it runs in one autograd node (:mod:`diffconv.torch._autograd`): the zero-padded
-convolution plus the ghost ring convolved as four thin bands (2-d maps of 64 and more), a
-transient ghost-padded buffer and a VALID convolution (other small maps), or the zero-padded
-convolution plus thin boundary terms. Each saves what ``padding='same'`` saves, plus at most
-a thin rim of ghosts. Under ``torch.compile`` and for higher-order gradients it is a composite
-of plain differentiable operations: under ``torch.compile``, plain float 2-d stride-1 layers
-with a square odd kernel trace the banded form (:func:`~diffconv.torch._banded.banded_conv2d`);
-other layers, and higher-order gradients, pad and then run a VALID ``F.convNd``. The ghost
-weights come from :mod:`diffconv.coefficients`.
+``convNd`` checks its arguments, plans the geometry and hands the call to the form that
+:func:`choose_form` picks, the one decision point:
+
+* ``"banded"`` (:mod:`~diffconv.torch._banded`): plain float 2-d stride-1 layers with a square
+  odd kernel on maps of at least :data:`BANDED_MIN_SIDE`: ``padding='same'``'s own convolution
+  plus the ghost ring as four thin bands, one autograd node;
+* ``"padded"`` (:mod:`~diffconv.torch._padded`): every other eager call: a transient
+  ghost-padded buffer and a VALID convolution, one autograd node;
+* ``"composite"``: the ghost-padded input from plain differentiable operations
+  (:func:`~diffconv.torch._ghosts.pad_axis`), then a VALID convolution; used wherever
+  PyTorch traces or transforms the call (``torch.compile``/``torch.export``, ``torch.jit.trace``,
+  ``torch.func``, forward-mode AD, the meta device) and for double backward;
+* ``"traced-banded"``: under ``torch.compile``/``torch.export``, the layers the banded form
+  covers trace it as plain operations (:func:`~diffconv.torch._banded.banded_conv2d`).
+
+All of them get their ghosts from one builder, :mod:`diffconv.torch._ghosts`.
 """
 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
+import torch.autograd.forward_ad as fwAD
 
-from ._autograd import CONV, LeanConv, plain_banded
-from ._banded import banded_conv2d
-from ._boundary import Geometry, geometry, out_view
-from ._validate import validate_conv_args
-from .padding import lagrange_pad, pad_axis
-
+from ..plan import AxisPlan, Box, axis_plan, boundary_boxes
+from ._banded import BandedConv, banded_applies, banded_conv2d
+from ._ghosts import Side, pad_axis
+from ._padded import CONV, PaddedConv, out_box, padded_box
+from ._validate import autocast_enabled, validate_conv_args
 from .conv_transpose import conv_transpose1d, conv_transpose2d, conv_transpose3d
+from .padding import lagrange_pad
 
 __all__ = ["conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "lagrange_pad"]
 
-def composite(
-    x: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None,
-    edge_weight: torch.Tensor | None,
-    edge_bias: torch.Tensor | None,
-    *,
-    geo: Geometry,
-    groups: int,
-    special: bool,
-    boundary_input_grad: bool,
-) -> torch.Tensor:
-    """The fast form from plain differentiable ops: ghost padding, then a VALID convolution.
+#: Shortest side of the 2-d maps the banded form takes. On smaller maps the padded buffer is as
+#: fast or faster (docs/benchmarks.md).
+BANDED_MIN_SIDE = 64
 
-    Used under ``torch.compile``, for higher-order gradients, and where the lean path does not
-    apply. Edge kernel / switch: the boundary output blocks are recomputed from views of the
-    padded input and written over the plain result. Under ``torch.compile``, plain float32 /
-    float64 layers that the banded form covers trace :func:`banded_conv2d` instead (no padded
-    copy of ``x``; measured in docs/benchmarks.md).
-    """
-    nd = x.dim() - 2
-    if torch.compiler.is_compiling() and plain_banded(x, weight, special, geo):
-        return banded_conv2d(x, weight, bias, groups)
+#: Largest 2-d map (positions per channel) on which layers with fewer input than output
+#: channels keep the padded buffer, which copies the smaller tensor, where the bands would
+#: touch the edges of the larger output and its gradient.
+INPUT_LIGHT_MAX_POSITIONS = 128 * 128
+
+_PLAIN_DTYPES = (torch.float32, torch.float64)
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Everything shape-dependent about one call: per-axis plans and the boundary boxes."""
+
+    plans: tuple[AxisPlan, ...]
+    strides: tuple[int, ...]
+    dilations: tuple[int, ...]
+    boxes: tuple[tuple[int, Box], ...]
+    special: bool                   # edge kernel or boundary switch, on a layer with a boundary
+
+
+@functools.lru_cache(maxsize=512)
+def geometry(lengths: tuple[int, ...], kernel_size: tuple[int, ...], strides: tuple[int, ...],
+             dilations: tuple[int, ...], special: bool) -> Geometry:
+    plans = tuple(axis_plan(L, k, d, s) for L, k, d, s in zip(lengths, kernel_size, dilations, strides))
+    boxes = tuple(boundary_boxes(plans))
+    return Geometry(plans, strides, dilations, boxes, special and bool(boxes))
+
+
+def _transformed(*tensors: torch.Tensor | None) -> bool:
+    """Whether PyTorch traces or transforms this call (then only plain operations will do)."""
+    return (torch.compiler.is_compiling() or torch.jit.is_tracing()
+            or torch._C._functorch.peek_interpreter_stack() is not None or fwAD._current_level >= 0
+            or any(t is not None and t.is_meta for t in tensors))
+
+
+def choose_form(x: torch.Tensor, weight: torch.Tensor, geo: Geometry, tensors: Sequence[torch.Tensor | None] = ()) -> str:
+    """The form that runs a call: ``"banded"``, ``"padded"``, ``"composite"`` or
+    ``"traced-banded"`` (module docstring). ``x``: the batched input ``(N, C, *L)``."""
+    lengths = tuple(x.shape[2:])
+    banded = (not geo.special and x.dtype in _PLAIN_DTYPES
+              and banded_applies(lengths, tuple(weight.shape[2:]), geo.strides, geo.dilations))
+    if _transformed(x, weight, *tensors):
+        return "traced-banded" if banded and torch.compiler.is_compiling() else "composite"
+    if not banded or min(lengths) < BANDED_MIN_SIDE:
+        return "padded"
+    input_light = x.shape[1] < weight.shape[0] and lengths[0] * lengths[1] <= INPUT_LIGHT_MAX_POSITIONS
+    return "padded" if input_light else "banded"
+
+
+def composite(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, edge_weight: torch.Tensor | None,
+              edge_bias: torch.Tensor | None, *, geo: Geometry, groups: int, boundary_input_grad: bool) -> torch.Tensor:
+    """The layer from plain differentiable operations: ghost padding, then a VALID convolution;
+    with an edge kernel or the switch, the boundary boxes convolved again from (detached) views
+    of the padded input with the edge parameters and written over."""
     padded = x
-    for a in reversed(range(nd)):
-        p = geo.plans[a]
-        padded = pad_axis(padded, 2 + a, p.kernel_size, p.dilation, p.before, p.after)
-    conv = CONV[nd]
+    for a in reversed(range(len(geo.plans))):
+        padded = pad_axis(padded, 2 + a, Side.of(geo.plans[a]))
+    conv = CONV[x.dim() - 2]
     y = conv(padded, weight, bias, geo.strides, 0, geo.dilations, groups)
-    if special:
+    if geo.special:
         src = padded if boundary_input_grad else padded.detach()
         w_e = weight if edge_weight is None else edge_weight
         b_e = bias if edge_bias is None else edge_bias
-        for region in geo.edge_regions:
-            box = src
-            for a, (r, p) in enumerate(zip(region.ranges, geo.plans)):
-                box = box.narrow(2 + a, r.lo + p.before, r.hi - r.lo + 1)
-            out_view(y, region).copy_(conv(box, w_e, b_e, geo.strides, 0, geo.dilations, groups))
+        for _, box in geo.boxes:
+            y[out_box(box)] = conv(src[padded_box(geo.plans, box)], w_e, b_e, geo.strides, 0, geo.dilations, groups)
     return y
 
 
-def _autocast_inputs(device_type: str, *tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
-    """Cast floating inputs to the autocast dtype, as autocast would for a convolution (float64 stays)."""
-    dtype = torch.get_autocast_dtype(device_type)
-    return [t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() and t.dtype != torch.float64 else t
-            for t in tensors]
-
-
-def _conv_nd(
-    nd: int,
-    input: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None,
-    stride: int | Sequence[int],
-    dilation: int | Sequence[int],
-    groups: int,
-    edge_weight: torch.Tensor | None,
-    edge_bias: torch.Tensor | None,
-    boundary_input_grad: bool,
-) -> torch.Tensor:
-    device_type = input.device.type if isinstance(input, torch.Tensor) else None
-    if device_type is not None and torch.is_autocast_enabled(device_type):
+def _conv_nd(nd: int, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+             stride: int | Sequence[int], dilation: int | Sequence[int], groups: int,
+             edge_weight: torch.Tensor | None, edge_bias: torch.Tensor | None, boundary_input_grad: bool) -> torch.Tensor:
+    if isinstance(input, torch.Tensor) and autocast_enabled(input.device.type):
         # Decide the dtype once, as autocast would for a convolution, then run with autocast off
         # so that the ghosts are computed in >= float32 and the saved tensors keep one dtype.
-        input, weight, bias, edge_weight, edge_bias = _autocast_inputs(device_type, input, weight, bias, edge_weight, edge_bias)
+        device_type = input.device.type
+        dtype = torch.get_autocast_dtype(device_type)
+        cast = [t.to(dtype) if isinstance(t, torch.Tensor) and t.is_floating_point() and t.dtype != torch.float64
+                else t for t in (input, weight, bias, edge_weight, edge_bias)]
         with torch.autocast(device_type, enabled=False):
-            return _conv_nd(nd, input, weight, bias, stride, dilation, groups, edge_weight, edge_bias, boundary_input_grad)
+            return _conv_nd(nd, cast[0], cast[1], cast[2], stride, dilation, groups, cast[3], cast[4],
+                            boundary_input_grad)
     strides, dils = validate_conv_args(
         nd, input, weight, bias, edge_weight, edge_bias, stride, dilation, groups, boundary_input_grad
     )
     unbatched = input.dim() == nd + 1
     x = input.unsqueeze(0) if unbatched else input
-    ks = tuple(weight.shape[2:])
-    lengths = tuple(x.shape[2:])
-    compiling = torch.compiler.is_compiling()
-    geo = (geometry.__wrapped__ if compiling else geometry)(lengths, ks, strides, dils)
-    special = (edge_weight is not None or edge_bias is not None or not boundary_input_grad) and bool(geo.edge_regions)
-    run = functools.partial(composite, geo=geo, groups=groups, special=special, boundary_input_grad=boundary_input_grad)
-    if compiling or not geo.lean:
-        out = run(x, weight, bias, edge_weight, edge_bias)
+    special = edge_weight is not None or edge_bias is not None or not boundary_input_grad
+    # int(): under torch.jit.trace sizes may come as traced values.
+    geo = geometry(tuple(int(n) for n in x.shape[2:]), tuple(int(k) for k in weight.shape[2:]), strides, dils, special)
+    form = choose_form(x, weight, geo, (bias, edge_weight, edge_bias))
+    run = functools.partial(composite, geo=geo, groups=groups, boundary_input_grad=boundary_input_grad)
+    if form == "banded":
+        out = BandedConv.apply(x, weight, bias, groups, x.device.type == "cpu", run)
+    elif form == "padded":
+        out = PaddedConv.apply(x, weight, bias, edge_weight, edge_bias, geo, groups, boundary_input_grad, run)
+    elif form == "traced-banded":
+        out = banded_conv2d(x, weight, bias, groups)
     else:
-        out = LeanConv.apply(x, weight, bias, edge_weight, edge_bias, geo, groups, special, boundary_input_grad, run)
+        out = run(x, weight, bias, edge_weight, edge_bias)
     return out.squeeze(0) if unbatched else out
 
 
 _SIGNATURE_DOC = """Size-keeping padding-free {nd}-d convolution.
 
-    input: ``(N, C, *L)`` or unbatched ``(C, *L)`` with {nd} spatial dims; weight:
-    ``(O, C/groups, *k)``; returns ``(N, O, *ceil(L/stride))``. Like
+    input: ``(N, C, *L)`` or unbatched ``(C, *L)`` with {nd} spatial dims (any lengths >= 1);
+    weight: ``(O, C/groups, *k)``; returns ``(N, O, *ceil(L/stride))``. Like
     ``F.conv{nd}d(padding='same')`` at stride 1, but the border sees Lagrange ghosts instead of
     zeros. Outputs whose window reaches a ghost use ``edge_weight``/``edge_bias`` when given,
     and pass no gradient to ``input`` when ``boundary_input_grad=False``.

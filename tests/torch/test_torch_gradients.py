@@ -26,7 +26,6 @@ GRAD_CASES = {
     "grouped-strided-dilated": (1, (9,), (3,), 2, 2, 2, True, True),
 }
 
-pytestmark = pytest.mark.usefixtures("plain_form")   # every fast form of plain layers
 
 
 # Second order with an edge kernel costs seconds in 2-d (one small convolution per boundary

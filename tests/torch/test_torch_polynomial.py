@@ -15,7 +15,6 @@ from torch_truths import exactness_tol, polynomial_samples, rel_err, valid_conv,
 FUNCS = {1: DF.conv1d, 2: DF.conv2d, 3: DF.conv3d}
 TOL = 1e-9
 
-pytestmark = pytest.mark.usefixtures("plain_form")   # both fast forms of plain layers
 
 
 def check_polynomial_exactness(nd, ks, lengths, stride, dilation, groups, seed=0, batch=1, cin=1, cout=2):

@@ -17,7 +17,6 @@ FUNCS = {1: DF.conv1d, 2: DF.conv2d, 3: DF.conv3d}
 MODULES = {1: DiffConv1d, 2: DiffConv2d, 3: DiffConv3d}
 TOL = 1e-10
 
-pytestmark = pytest.mark.usefixtures("plain_form")   # both fast forms of plain layers
 
 
 def _case(nd, lengths, ks, *, stride=1, dilation=1, groups=1, cin=2, cout=3, batch=2,

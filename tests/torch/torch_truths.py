@@ -7,6 +7,7 @@ Nothing here calls diffconv: the geometry follows the documented semantics direc
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 from typing import Sequence
 
 import numpy as np
@@ -109,3 +110,54 @@ def exactness_tol(ks: Sequence[int], dils: Sequence[int], base: float = 1e-9) ->
     for k, d in zip(ks, dils):
         amp *= lebesgue_factor(k, -(-widths(k, d)[1] // d)) if k > 1 else 1.0
     return max(base, 4 * np.finfo(np.float64).eps * amp)
+
+
+def extension_matrix(length: int, k: int, d: int, before: int, after: int) -> np.ndarray:
+    """``E`` ``(before + length + after, length)``: the extended axis is ``E @ u``. Rows of data
+    are unit rows; a ghost at ``pos`` is the Lagrange polynomial through the ``k`` samples
+    nearest it on its lattice (``x = pos mod d``), or through all ``m < k`` of them on a short
+    axis, or the nearest edge sample when the lattice is empty (DESIGN §2), in exact fractions."""
+    rows = []
+    for pos in range(-before, length + after):
+        row = [Fraction(0)] * length
+        if 0 <= pos < length:
+            row[pos] = Fraction(1)
+        else:
+            lattice = sorted((x for x in range(length) if (x - pos) % d == 0), key=lambda x: abs(x - pos))[:k]
+            if not lattice:
+                row[0 if pos < 0 else length - 1] = Fraction(1)
+            for m in lattice:
+                basis = Fraction(1)
+                for n in lattice:
+                    if n != m:
+                        basis *= Fraction(pos - n, m - n)
+                row[m] = basis
+        rows.append(row)
+    return np.array([[float(v) for v in r] for r in rows])
+
+
+def ghost_pad(x: torch.Tensor, ks: Sequence[int], dils: Sequence[int]) -> torch.Tensor:
+    """``x`` ``(N, C, *L)`` extended by the size-keeping ghosts of every spatial axis (float64)."""
+    out = x.detach().double().numpy()
+    for a, (k, d) in enumerate(zip(ks, dils)):
+        before, after = widths(k, d)
+        E = extension_matrix(out.shape[2 + a], k, d, before, after)
+        out = np.moveaxis(np.tensordot(E, out, axes=([1], [2 + a])), 0, 2 + a)
+    return torch.from_numpy(np.ascontiguousarray(out))
+
+
+def ghost_truth(x, weight, bias=None, stride=1, dilation=1, groups=1, edge_weight=None, edge_bias=None) -> torch.Tensor:
+    """The layer's output in float64 from :func:`ghost_pad` and a VALID convolution; boundary
+    outputs (:func:`boundary_mask`) from the edge parameters when given."""
+    nd = weight.dim() - 2
+    st = (stride,) * nd if isinstance(stride, int) else tuple(stride)
+    dl = (dilation,) * nd if isinstance(dilation, int) else tuple(dilation)
+    ks = tuple(weight.shape[2:])
+    ext = ghost_pad(x, ks, dl)
+    f = lambda t: None if t is None else t.detach().double()  # noqa: E731
+    y = valid_conv(ext, f(weight), f(bias), st, dl, groups)
+    if edge_weight is not None or edge_bias is not None:
+        w_e = f(weight if edge_weight is None else edge_weight)
+        b_e = f(bias if edge_bias is None else edge_bias)
+        y = torch.where(boundary_mask(x.shape[2:], ks, dl, st), valid_conv(ext, w_e, b_e, st, dl, groups), y)
+    return y
