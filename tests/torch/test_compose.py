@@ -1,0 +1,196 @@
+"""DiffConv layers under PyTorch's transforms, tracers and exporters, in 1-, 2- and 3-D, plain,
+with an edge kernel and with the boundary switch off.
+
+Each result is held to an independent truth: eager autograd (``torch.autograd.grad``,
+``torch.autograd.functional.jacobian/hessian``), the eager output, or onnxruntime's output.
+"""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from diffconv.torch import DiffConv1d, DiffConv2d, DiffConv3d
+from diffconv.torch import functional as DF
+
+MODULES = {1: DiffConv1d, 2: DiffConv2d, 3: DiffConv3d}
+SIZES = {1: (7,), 2: (5, 4), 3: (3, 4, 3)}
+VARIANTS = {"plain": {}, "edge": dict(edge_kernel=True), "switch": dict(boundary_input_grad=False)}
+CASES = [(nd, v) for nd in (1, 2, 3) for v in VARIANTS]
+
+
+def _model(nd: int, variant: str, dtype=torch.float64) -> nn.Module:
+    torch.manual_seed(nd)
+    m = nn.Sequential(MODULES[nd](2, 3, 3, **VARIANTS[variant]), nn.Tanh(),
+                      MODULES[nd](3, 2, 2, dilation=2, **VARIANTS[variant])).to(dtype)
+    if variant == "edge":          # edge parameters that differ from the main ones
+        with torch.no_grad():
+            for layer in (m[0], m[2]):
+                layer.edge_weight.mul_(-0.5)
+                layer.edge_bias.add_(1.0)
+    return m
+
+
+def _input(nd: int, batch: int = 2, dtype=torch.float64) -> torch.Tensor:
+    return torch.randn((batch, 2) + SIZES[nd], dtype=dtype, generator=torch.Generator().manual_seed(7))
+
+
+def _close(a: torch.Tensor, b: torch.Tensor, tol: float = 1e-10) -> None:
+    assert a.shape == b.shape
+    assert (a - b).abs().max() <= tol * max(1.0, b.abs().max().item())
+
+
+@pytest.mark.parametrize("nd,variant", CASES)
+def test_vmap_equals_the_batched_call(nd, variant):
+    m, x = _model(nd, variant), _input(nd, 3)
+    _close(torch.func.vmap(lambda xi: m(xi[None])[0])(x), m(x))
+
+
+@pytest.mark.parametrize("nd,variant", CASES)
+def test_func_grad_equals_autograd(nd, variant):
+    m, x = _model(nd, variant), _input(nd)
+    got = torch.func.grad(lambda xi: m(xi).sin().sum())(x)
+    xr = x.clone().requires_grad_()
+    (want,) = torch.autograd.grad(m(xr).sin().sum(), xr)
+    _close(got, want)
+    params = dict(m.named_parameters())
+    got_w = torch.func.grad(lambda p: torch.func.functional_call(m, p, (x,)).sin().sum())(params)
+    want_w = torch.autograd.grad(m(x).sin().sum(), list(params.values()))
+    for name, w in zip(params, want_w):
+        _close(got_w[name], w)
+
+
+@pytest.mark.parametrize("nd,variant", CASES)
+def test_jacrev_and_jvp_equal_the_autograd_jacobian(nd, variant):
+    m, x = _model(nd, variant), _input(nd, 1)
+    want = torch.autograd.functional.jacobian(m, x)
+    _close(torch.func.jacrev(m)(x), want)
+    _close(torch.func.jacfwd(m)(x), want)
+    t = torch.randn_like(x)
+    _, jv = torch.func.jvp(m, (x,), (t,))
+    _close(jv, (want.reshape(jv.numel(), -1) @ t.reshape(-1)).reshape(jv.shape))
+
+
+@pytest.mark.parametrize("nd,variant", CASES)
+def test_hessian_equals_autograd(nd, variant):
+    m, x = _model(nd, variant), _input(nd, 1)
+    f = lambda xi: m(xi).sin().sum()  # noqa: E731
+    _close(torch.func.hessian(f)(x), torch.autograd.functional.hessian(f, x))
+
+
+@pytest.mark.parametrize("nd,variant", CASES)
+def test_jit_trace_reproduces_the_eager_model(nd, variant):
+    m, x = _model(nd, variant), _input(nd)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        traced = torch.jit.trace(m, x)
+    x2 = torch.randn_like(x)
+    _close(traced(x), m(x))
+    _close(traced(x2), m(x2))
+
+
+@pytest.mark.parametrize("nd,variant", CASES)
+def test_meta_device_build_then_materialize(nd, variant):
+    """FSDP-style deferred init: build on meta (a forward there gives the shape), then
+    ``to_empty`` + ``reset_parameters``, then the real weights."""
+    ref, x = _model(nd, variant), _input(nd)
+    with torch.device("meta"):
+        m = _model(nd, variant)
+        assert m(_input(nd).to("meta")).shape == ref(x).shape
+    m.to_empty(device="cpu")
+    for layer in (m[0], m[2]):
+        layer.reset_parameters()
+    m.load_state_dict(ref.state_dict())
+    _close(m(x), ref(x), 0)
+
+
+@pytest.mark.parametrize("nd,variant", CASES)
+def test_torch_export_and_pickle_reproduce_the_eager_model(nd, variant):
+    m, x = _model(nd, variant), _input(nd)
+    _close(torch.export.export(m, (x,)).module()(x), m(x))
+    _close(pickle.loads(pickle.dumps(m))(x), m(x), 0)
+
+
+@pytest.mark.parametrize("nd,variant", CASES)
+def test_torch_compile_fullgraph_values_and_gradients(nd, variant):
+    torch._dynamo.reset()
+    m, x = _model(nd, variant), _input(nd).requires_grad_()
+    y = torch.compile(m, fullgraph=True, backend="eager")(x)
+    (gx,) = torch.autograd.grad(y.sin().sum(), x)
+    y_ref = m(x)
+    (gx_ref,) = torch.autograd.grad(y_ref.sin().sum(), x)
+    _close(y, y_ref)
+    _close(gx, gx_ref)
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_compiled_plain_layer_traces_the_bands_and_saves_no_padded_copy(k):
+    """Under torch.compile a plain 2-d stride-1 layer traces the banded form: the graph holds the
+    bands' grouped convolution (4 groups) and autograd saves no ghost-padded copy of x, nor the
+    bands' kernel taps; values and gradients equal eager mode's."""
+    from functorch.compile import make_boxed_func, min_cut_rematerialization_partition
+    from torch._functorch.aot_autograd import aot_module_simplified
+
+    saved: list[tuple[int, ...]] = []
+    groups_seen: list[int] = []
+
+    def forward_compiler(gm, inputs):
+        for node in gm.graph.nodes:
+            if node.op == "call_function" and "convolution" in str(node.target):
+                groups_seen.append(node.args[-1])
+        (outputs,) = [node.args[0] for node in gm.graph.nodes if node.op == "output"]
+        saved.extend(tuple(o.meta["val"].shape) for o in outputs[1:] if isinstance(o.meta.get("val"), torch.Tensor))
+        return make_boxed_func(gm.forward)
+
+    def backend(gm, inputs):
+        return aot_module_simplified(gm, inputs, fw_compiler=forward_compiler,
+                                     bw_compiler=lambda g, _: make_boxed_func(g.forward),
+                                     partition_fn=min_cut_rematerialization_partition)
+
+    torch._dynamo.reset()
+    g = torch.Generator().manual_seed(k)
+    x = torch.randn(2, 4, 11, 13, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(6, 4, k, k, generator=g, dtype=torch.float64, requires_grad=True)
+    layer = lambda x, w: DF.conv2d(x, w)  # noqa: E731
+    y = torch.compile(layer, fullgraph=True, backend=backend)(x, w)
+    grads = torch.autograd.grad(y.sin().sum(), (x, w))
+    p = k // 2
+    assert 4 in groups_seen
+    assert (11 + 2 * p, 13 + 2 * p) not in [s[-2:] for s in saved]
+    assert (4 * 6, 4, p, k) not in saved
+    y_ref = layer(x, w)
+    _close(y, y_ref)
+    for got, want in zip(grads, torch.autograd.grad(y_ref.sin().sum(), (x, w))):
+        _close(got, want, 1e-12 * k ** 4)
+
+
+def test_channels_last_model_keeps_values():
+    m, x = _model(2, "plain"), _input(2)
+    _close(m(x.to(memory_format=torch.channels_last)), m(x))
+
+
+onnx = pytest.importorskip  # alias keeps the ONNX tests' skip reason readable
+
+
+@pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "legacy"])
+@pytest.mark.parametrize("nd,variant", CASES)
+def test_onnx_export_runs_in_onnxruntime(nd, variant, dynamo, tmp_path):
+    onnx("onnx")
+    ort = onnx("onnxruntime")
+    if dynamo:
+        onnx("onnxscript")
+    m, x = _model(nd, variant, torch.float32), _input(nd, dtype=torch.float32)
+    path = str(tmp_path / "m.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if dynamo:
+            torch.onnx.export(m, (x,), dynamo=True).save(path)
+        else:
+            torch.onnx.export(m, (x,), path, dynamo=False)
+    session = ort.InferenceSession(path)
+    (y,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    _close(torch.from_numpy(y), m(x).detach(), 1e-5)
