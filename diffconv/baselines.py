@@ -1,18 +1,18 @@
 """Boundary-handling baselines that DiffConv is compared with, as plain NumPy.
 
-Channels-first arrays ``x: (N, C, H, W)``, weights ``(O, C, kh, kw)`` (cross-correlation, as in
-``torch.nn.functional.conv2d``), stride 1, dilation 1, no groups. Every "same" convolution
-keeps the size with the ghost widths of :func:`diffconv.plan.axis_plan`: ``(k-1)//2`` before
-and ``k//2`` after, per axis.
+Channels-first arrays ``x: (N, C, *spatial)`` with 1, 2 or 3 spatial axes, weights
+``(O, C, *k)`` (cross-correlation, as in ``torch.nn.functional.convNd``), stride 1, dilation 1,
+no groups. Every "same" convolution keeps the size with the ghost widths of
+:func:`diffconv.plan.axis_plan`: ``(k-1)//2`` before and ``k//2`` after, per axis.
 
-``pad_width`` everywhere is ``((top, bottom), (left, right))``, the spatial part of
-:func:`numpy.pad`'s argument. Padding is axis by axis, rows (H) first, then columns (W), so the
-corners see the already padded rows.
+``pad_width`` everywhere is one ``(before, after)`` pair per spatial axis, e.g.
+``((top, bottom), (left, right))`` in 2-D: the spatial part of :func:`numpy.pad`'s argument.
+Padding is axis by axis, first spatial axis first, so the corners see the already padded rows.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from typing import Callable, Protocol, Sequence
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -33,14 +33,17 @@ __all__ = [
     "pad_zero",
     "partial_conv",
     "same_pad_width",
+    "valid_conv",
     "valid_conv2d",
 ]
 
-PadWidth = tuple[tuple[int, int], tuple[int, int]]
+PadWidth = tuple[tuple[int, int], ...]
+
+_LAYOUTS = {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}
 
 
 class BoundaryMethod(Protocol):
-    """A size-keeping 2-D convolution: ``(x, weight, bias=None, *, rng=None) -> (N, O, H, W)``."""
+    """A size-keeping convolution: ``(x, weight, bias=None, *, rng=None) -> (N, O, *spatial)``."""
 
     def __call__(
         self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, *,
@@ -48,36 +51,41 @@ class BoundaryMethod(Protocol):
     ) -> np.ndarray: ...
 
 
-def _check_image(x: np.ndarray, name: str = "x") -> np.ndarray:
+def _check_image(x: np.ndarray, name: str = "x", spatial: int | None = None) -> np.ndarray:
     x = np.asarray(x)
-    if x.ndim != 4:
-        raise ValueError(f"{name} must have shape (N, C, H, W), got shape {x.shape}")
+    if spatial is not None and x.ndim != spatial + 2:
+        raise ValueError(f"{name} must have shape {_LAYOUTS[spatial]}, got shape {x.shape}")
+    if x.ndim not in (3, 4, 5):
+        raise ValueError(f"{name} must have shape (N, C, L), (N, C, H, W) or (N, C, D, H, W), got shape {x.shape}")
     if not np.issubdtype(x.dtype, np.floating):
         raise TypeError(f"{name} must have a floating dtype, got {x.dtype}")
     return x
 
 
-def _check_pad_width(pad_width: PadWidth) -> PadWidth:
+def _check_pad_width(pad_width: PadWidth, spatial: int) -> PadWidth:
     try:
-        (t, b), (l, r) = pad_width
+        pairs = tuple((before, after) for before, after in pad_width)
     except (TypeError, ValueError):
-        raise TypeError(f"pad_width must be ((top, bottom), (left, right)), got {pad_width!r}") from None
-    for v in (t, b, l, r):
+        pairs = ()
+    if len(pairs) != spatial:
+        raise TypeError(
+            f"pad_width must hold one (before, after) pair per spatial axis ({spatial} here), got {pad_width!r}"
+        )
+    for v in (v for pair in pairs for v in pair):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
             raise ValueError(f"pad_width must contain ints >= 0, got {pad_width!r}")
-    return (int(t), int(b)), (int(l), int(r))
+    return tuple((int(b), int(a)) for b, a in pairs)
 
 
-def same_pad_width(kernel_size: tuple[int, int]) -> PadWidth:
-    """Ghost widths that make a ``kernel_size`` convolution size-keeping (the README's Semantics)."""
-    (kh, kw) = kernel_size
-    return ((kh - 1) // 2, kh // 2), ((kw - 1) // 2, kw // 2)
+def same_pad_width(kernel_size: Sequence[int]) -> PadWidth:
+    """Ghost widths that make a ``kernel_size`` convolution size-keeping (DESIGN §2)."""
+    return tuple(((k - 1) // 2, k // 2) for k in kernel_size)
 
 
 def _numpy_pad(x: np.ndarray, pad_width: PadWidth, mode: str) -> np.ndarray:
     x = _check_image(x)
-    (t, b), (l, r) = _check_pad_width(pad_width)
-    return np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)), mode=mode)
+    pw = _check_pad_width(pad_width, x.ndim - 2)
+    return np.pad(x, ((0, 0), (0, 0)) + pw, mode=mode)
 
 
 def pad_zero(x: np.ndarray, pad_width: PadWidth) -> np.ndarray:
@@ -120,6 +128,12 @@ def _pad_axis_extrapolate(x: np.ndarray, axis: int, before: int, after: int, ord
     return np.moveaxis(np.concatenate(parts, axis=-1), -1, axis)
 
 
+def _extrapolated(x: np.ndarray, pw: PadWidth, orders: Sequence[int]) -> np.ndarray:
+    for a, ((before, after), order) in enumerate(zip(pw, orders)):
+        x = _pad_axis_extrapolate(x, a + 2, before, after, order)
+    return x
+
+
 def pad_extrapolate(x: np.ndarray, pad_width: PadWidth, order: int) -> np.ndarray:
     """Polynomial extrapolation padding (Gupta & Ramani 1978 style).
 
@@ -129,10 +143,10 @@ def pad_extrapolate(x: np.ndarray, pad_width: PadWidth, order: int) -> np.ndarra
     degree than DiffConv's degree-``k-1`` extrapolation through ``k`` samples.
     """
     x = _check_image(x)
-    (t, b), (l, r) = _check_pad_width(pad_width)
+    pw = _check_pad_width(pad_width, x.ndim - 2)
     if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or order < 0:
         raise ValueError(f"order must be an int >= 0, got {order!r}")
-    return _pad_axis_extrapolate(_pad_axis_extrapolate(x, 2, t, b, int(order)), 3, l, r, int(order))
+    return _extrapolated(x, pw, [int(order)] * len(pw))
 
 
 def _pad_axis_random(
@@ -142,12 +156,13 @@ def _pad_axis_random(
         return x
     xm = np.moveaxis(x, axis, -1)
     band = min(band, xm.shape[-1])
+    spatial = tuple(range(2, xm.ndim))
     parts = []
 
     def ghosts(edge: np.ndarray, width: int) -> np.ndarray:
-        # One Gaussian per line along the other spatial axis, per sample and channel.
-        mean = edge.mean(axis=(-2, -1), keepdims=True)
-        std = edge.std(axis=(-2, -1), keepdims=True)
+        # One Gaussian per sample and channel, fitted to the whole edge band.
+        mean = edge.mean(axis=spatial, keepdims=True)
+        std = edge.std(axis=spatial, keepdims=True)
         noise = rng.standard_normal(xm.shape[:-1] + (width,))
         return mean + std * noise
 
@@ -159,6 +174,12 @@ def _pad_axis_random(
     return np.moveaxis(np.concatenate(parts, axis=-1), -1, axis)
 
 
+def _randomised(x: np.ndarray, pw: PadWidth, bands: Sequence[int], rng: np.random.Generator) -> np.ndarray:
+    for a, ((before, after), band) in enumerate(zip(pw, bands)):
+        x = _pad_axis_random(x, a + 2, before, after, band, rng)
+    return x
+
+
 def pad_random(x: np.ndarray, pad_width: PadWidth, band: int, rng: np.random.Generator | None = None) -> np.ndarray:
     """Random padding (Nguyen et al. 2019): ghosts drawn from a Gaussian fitted to the border.
 
@@ -167,59 +188,68 @@ def pad_random(x: np.ndarray, pad_width: PadWidth, band: int, rng: np.random.Gen
     comparison uses ``band = k // 2 + 1``. ``rng`` defaults to a fresh unseeded generator.
     """
     x = _check_image(x)
-    (t, b), (l, r) = _check_pad_width(pad_width)
+    pw = _check_pad_width(pad_width, x.ndim - 2)
     if isinstance(band, bool) or not isinstance(band, (int, np.integer)) or band < 1:
         raise ValueError(f"band must be an int >= 1, got {band!r}")
     rng = np.random.default_rng() if rng is None else rng
-    return _pad_axis_random(_pad_axis_random(x, 2, t, b, int(band), rng), 3, l, r, int(band), rng)
+    return _randomised(x, pw, [int(band)] * len(pw), rng)
+
+
+def valid_conv(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+    """VALID cross-correlation, 1 to 3 spatial axes: ``(N, C, *s) x (O, C, *k) -> (N, O, *(s - k + 1))``."""
+    x = _check_image(x)
+    weight = np.asarray(weight)
+    if weight.ndim != x.ndim or weight.shape[1] != x.shape[1]:
+        raise ValueError(
+            f"weight must have shape (O, {x.shape[1]}, {', '.join('k' * (x.ndim - 2))}) for x of shape "
+            f"{x.shape}, got {weight.shape}"
+        )
+    ks, spatial = weight.shape[2:], x.shape[2:]
+    if any(s < k for s, k in zip(spatial, ks)):
+        raise ValueError(f"x spatial shape {spatial} is smaller than the kernel {ks}")
+    d = len(ks)
+    out_shape = tuple(s - k + 1 for s, k in zip(spatial, ks))
+    windows = sliding_window_view(x, ks, axis=tuple(range(2, 2 + d)))      # (N, C, *out, *k)
+    # im2col with the output positions last, so one matmul yields (O, N, *out) in order.
+    order = (1, *range(2 + d, 2 + 2 * d), 0, *range(2, 2 + d))
+    cols = windows.transpose(order).reshape(x.shape[1] * int(np.prod(ks)), -1)
+    out = (weight.reshape(weight.shape[0], -1) @ cols).reshape(-1, x.shape[0], *out_shape)
+    out = np.moveaxis(out, 0, 1)
+    if bias is not None:
+        out = out + np.asarray(bias).reshape((1, -1) + (1,) * d)
+    return out
 
 
 def valid_conv2d(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
     """VALID 2-D cross-correlation: ``(N, C, H, W) x (O, C, kh, kw) -> (N, O, H-kh+1, W-kw+1)``."""
-    x = _check_image(x)
-    weight = np.asarray(weight)
-    if weight.ndim != 4 or weight.shape[1] != x.shape[1]:
-        raise ValueError(
-            f"weight must have shape (O, {x.shape[1]}, kh, kw) for x of shape {x.shape}, got {weight.shape}"
-        )
-    kh, kw = weight.shape[2:]
-    if x.shape[2] < kh or x.shape[3] < kw:
-        raise ValueError(f"x spatial shape {x.shape[2:]} is smaller than the kernel {(kh, kw)}")
-    n, c, h, w = x.shape
-    windows = sliding_window_view(x, (kh, kw), axis=(2, 3))          # (N, C, H', W', kh, kw)
-    # im2col with the output positions last, so one matmul yields (O, N, H', W') in order.
-    cols = windows.transpose(1, 4, 5, 0, 2, 3).reshape(c * kh * kw, -1)
-    out = (weight.reshape(weight.shape[0], -1) @ cols).reshape(-1, n, h - kh + 1, w - kw + 1)
-    out = out.transpose(1, 0, 2, 3)
-    if bias is not None:
-        out = out + np.asarray(bias).reshape(1, -1, 1, 1)
-    return out
+    _check_image(x, spatial=2)
+    return valid_conv(x, weight, bias)
 
 
 def partial_conv(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
     """Partial-convolution padding (Liu et al. 2018, 2022), size-keeping.
 
-    Zero padding, then each output is re-weighted by ``kh*kw / (#window samples inside the
+    Zero padding, then each output is re-weighted by ``prod(k) / (#window samples inside the
     image)``; the bias is added after the re-weighting. Interior outputs equal the zero-padded
     convolution.
     """
     x = _check_image(x)
     weight = np.asarray(weight)
-    kh, kw = weight.shape[2:]
-    pw = same_pad_width((kh, kw))
-    out = valid_conv2d(pad_zero(x, pw), weight)
+    ks = weight.shape[2:]
+    pw = same_pad_width(ks)
+    out = valid_conv(pad_zero(x, pw), weight)
     inside = pad_zero(np.ones((1, 1) + x.shape[2:]), pw)
-    count = valid_conv2d(inside, np.ones((1, 1, kh, kw)))          # (1, 1, H, W)
-    out = out * (kh * kw / count)
+    count = valid_conv(inside, np.ones((1, 1) + ks))                      # (1, 1, *spatial)
+    out = out * (np.prod(ks) / count)
     if bias is not None:
-        out = out + np.asarray(bias).reshape(1, -1, 1, 1)
+        out = out + np.asarray(bias).reshape((1, -1) + (1,) * len(ks))
     return out
 
 
 def _padded(pad: Callable[[np.ndarray, PadWidth], np.ndarray]) -> BoundaryMethod:
     def method(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, *,
                rng: np.random.Generator | None = None) -> np.ndarray:
-        return valid_conv2d(pad(x, same_pad_width(np.shape(weight)[2:])), weight, bias)
+        return valid_conv(pad(x, same_pad_width(np.shape(weight)[2:])), weight, bias)
 
     method.__doc__ = f"Size-keeping convolution after ``{pad.__name__}``."
     return method
@@ -228,22 +258,18 @@ def _padded(pad: Callable[[np.ndarray, PadWidth], np.ndarray]) -> BoundaryMethod
 def _extrapolation(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, *,
                    rng: np.random.Generator | None = None) -> np.ndarray:
     """Size-keeping convolution after :func:`pad_extrapolate` of order ``k // 2`` per axis."""
-    kh, kw = np.shape(weight)[2:]
-    (t, b), (l, r) = same_pad_width((kh, kw))
-    padded = _pad_axis_extrapolate(_check_image(x), 2, t, b, kh // 2)
-    padded = _pad_axis_extrapolate(padded, 3, l, r, kw // 2)
-    return valid_conv2d(padded, weight, bias)
+    ks = np.shape(weight)[2:]
+    padded = _extrapolated(_check_image(x), same_pad_width(ks), [k // 2 for k in ks])
+    return valid_conv(padded, weight, bias)
 
 
 def _random(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, *,
             rng: np.random.Generator | None = None) -> np.ndarray:
     """Size-keeping convolution after :func:`pad_random` with bands of ``k // 2 + 1`` samples."""
-    kh, kw = np.shape(weight)[2:]
-    (t, b), (l, r) = same_pad_width((kh, kw))
+    ks = np.shape(weight)[2:]
     rng = np.random.default_rng() if rng is None else rng
-    padded = _pad_axis_random(_check_image(x), 2, t, b, kh // 2 + 1, rng)
-    padded = _pad_axis_random(padded, 3, l, r, kw // 2 + 1, rng)
-    return valid_conv2d(padded, weight, bias)
+    padded = _randomised(_check_image(x), same_pad_width(ks), [k // 2 + 1 for k in ks], rng)
+    return valid_conv(padded, weight, bias)
 
 
 def _partial(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None, *,
@@ -259,7 +285,7 @@ def boundary_methods() -> dict[str, BoundaryMethod]:
 
     ``zero``, ``reflect``, ``replicate``, ``circular``: the usual paddings; ``extrapolation``:
     order ``k // 2`` polynomial ghosts; ``random``: Gaussian ghosts fitted to the border
-    (uses ``rng``); ``partial``: partial-convolution re-weighting.
+    (uses ``rng``); ``partial``: partial-convolution re-weighting. 1 to 3 spatial axes.
     """
     return {
         "zero": _padded(pad_zero),
@@ -272,13 +298,12 @@ def boundary_methods() -> dict[str, BoundaryMethod]:
     }
 
 
-def boundary_ring(shape: tuple[int, int], kernel_size: tuple[int, int]) -> np.ndarray:
-    """Bool ``(H, W)`` mask of the size-keeping outputs whose window reaches past the image."""
-    mask = np.zeros(shape, dtype=bool)
+def boundary_ring(shape: Sequence[int], kernel_size: Sequence[int]) -> np.ndarray:
+    """Bool mask of ``shape`` (1 to 3 axes): the size-keeping outputs whose window reaches past the image."""
+    mask = np.zeros(tuple(shape), dtype=bool)
     for a, (length, k) in enumerate(zip(shape, kernel_size)):
         p = axis_plan(length, k)
         idx = np.arange(length)
         edge = (idx < p.n_low) | (idx >= p.out_len - p.n_high)
-        mask |= edge.reshape((-1, 1) if a == 0 else (1, -1))
+        mask |= edge.reshape([-1 if b == a else 1 for b in range(len(shape))])
     return mask
-

@@ -8,10 +8,21 @@ Three families, each swept over a parameter that sets how fast the field varies:
 * ``vorticity``: Navier–Stokes vorticity (:mod:`diffconv.navier_stokes`) from random initial
   conditions, cut to a square window away from the periodic wrap, time ``t``.
 
-A field is always sampled on the grid *extended* by the ghost widths ``(before, after)`` of
-the kernel, with the spacing of the unextended ``size x size`` grid, so the VALID convolution
-of the extended samples is the exact answer a size-keeping convolution of the central
-``size x size`` samples should give. Samples are scaled to a maximum modulus of 1.
+Two ways of sampling them:
+
+* **project sampling** (``chebyshev_family`` etc., the default and ``--quick`` runs): the field
+  is sampled on the grid *extended* by the ghost widths ``(before, after)`` of the kernel, with
+  the spacing of the unextended ``size x size`` grid, so the VALID convolution of the extended
+  samples is the exact answer a size-keeping convolution of the central ``size x size``
+  samples should give, and the image is the same for every kernel. Samples are scaled to a
+  maximum modulus of 1.
+* **paper sampling** (``paper_*_family``, ``diffconv accuracy --full``): as the paper's
+  published experiment code samples them: a fixed ``500 x 500``
+  grid whatever the kernel, the image its central crop, no normalisation; Chebyshev orders
+  ``1, 10, ..., 100``; spherical harmonics with the azimuth along rows in ``[0.4 pi, 0.6 pi]``,
+  the polar angle along columns in ``[pi/2 - pi/12, pi/2 + pi/12]``, ``m = 5, 10, ..., 55``,
+  ``n = 2m``; the vorticity of the paper's data set replaced by the built-in stand-in
+  :func:`paper_vorticity_family`.
 """
 
 from __future__ import annotations
@@ -31,6 +42,11 @@ __all__ = [
     "chebyshev_u",
     "extended_axis",
     "normalise",
+    "paper_axis",
+    "paper_chebyshev_family",
+    "paper_spherical_angles",
+    "paper_spherical_family",
+    "paper_vorticity_family",
     "spherical_family",
     "spherical_field",
     "vorticity_family",
@@ -97,8 +113,11 @@ Sampler = Callable[[float, int, int], np.ndarray]
 class FieldFamily:
     """One field family of the experiment.
 
-    ``sample(parameter, before, after)`` returns ``(samples, size + before + after, same)``
-    float64 arrays (several samples for random fields), each scaled to max modulus 1.
+    ``sample(parameter, before, after)`` returns ``(samples, rows, rows)`` float64 arrays
+    (several samples for random fields). Project sampling (``fixed_grid=False``): ``rows =
+    size + before + after``, the ``size x size`` image grid extended by the reach, each sample
+    scaled to max modulus 1. Paper sampling (``fixed_grid=True``): ``rows = size`` whatever the
+    reach, not normalised; the image is the central ``size - before - after`` square.
     """
 
     name: str
@@ -107,6 +126,11 @@ class FieldFamily:
     parameters: tuple[float, ...]
     size: int
     sample: Sampler = field(repr=False)
+    fixed_grid: bool = False
+
+    def image_size(self, before: int, after: int) -> int:
+        """Side of the image the methods see for a kernel with ghost widths ``(before, after)``."""
+        return self.size - before - after if self.fixed_grid else self.size
 
 
 def chebyshev_family(size: int, orders: Sequence[int]) -> FieldFamily:
@@ -167,3 +191,62 @@ def vorticity_family(
         return normalise(window)
 
     return FieldFamily("vorticity", "Navier-Stokes vorticity", "time t", tuple(float(t) for t in times), size, sample)
+
+
+def paper_axis(points: int = 500) -> np.ndarray:
+    """The paper's coordinate axis ``linspace(0.3, 0.8, points)`` (rows and columns alike)."""
+    if isinstance(points, bool) or not isinstance(points, (int, np.integer)) or points < 2:
+        raise ValueError(f"points must be an int >= 2, got {points!r}")
+    return np.linspace(0.3, 0.8, points)
+
+
+def paper_chebyshev_family(points: int = 500, orders: Sequence[int] = (1, *range(10, 101, 10))) -> FieldFamily:
+    """``U_n(h) U_n(w) sin(n (h + w))`` on ``paper_axis(points)`` squared, ``h`` along rows; not normalised."""
+
+    def sample(order: float, before: int, after: int) -> np.ndarray:
+        h = paper_axis(points)
+        return chebyshev_field(int(order), h, h)[None]
+
+    return FieldFamily("chebyshev", "Chebyshev $U_n(h)U_n(w)\\sin(n(h+w))$", "order n",
+                       tuple(int(o) for o in orders), points, sample, fixed_grid=True)
+
+
+def paper_spherical_angles(points: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    """``(azimuth h, polar w)``: :func:`paper_axis` rescaled to ``[0, 1]``, then mapped to
+    ``h in [0.4 pi, 0.6 pi]`` (rows) and ``w in [pi/2 - pi/12, pi/2 + pi/12]`` (columns)."""
+    a = paper_axis(points)
+    unit = (a - a.min()) / (a.max() - a.min())
+    return 0.4 * np.pi + 0.2 * np.pi * unit, (np.pi / 2 - np.pi / 12) + (np.pi / 6) * unit
+
+
+def paper_spherical_family(points: int = 500, orders: Sequence[int] = tuple(range(5, 56, 5))) -> FieldFamily:
+    """``Re Y(m, n; azimuth h, polar w) sin(n (h + w))``, ``n = 2m``, azimuth along rows; not normalised.
+
+    The parameter is the order ``m``; ``Y`` is orthonormal with the Condon-Shortley phase.
+    """
+
+    def sample(m: float, before: int, after: int) -> np.ndarray:
+        azimuth, polar = paper_spherical_angles(points)
+        # spherical_field puts its polar angle along rows; transposing puts the azimuth there.
+        return spherical_field(2 * int(m), polar, azimuth).T[None]
+
+    return FieldFamily("spherical", "spherical harmonics Re $Y_{2m}^m\\sin(2m(h+w))$", "order m (n = 2m)",
+                       tuple(int(m) for m in orders), points, sample, fixed_grid=True)
+
+
+def paper_vorticity_family(
+    grid: int = 256, solutions: Sequence[int] = (1, *range(10, 101, 10)), *, seed: int = 0,
+) -> FieldFamily:
+    """Stand-in for the paper's vorticity at ``t = 0`` of solutions ``1, 10, ..., 100`` of its data set.
+
+    The published ``256 x 256`` data set is not available offline; solution ``i`` here is the
+    initial vorticity of a flow of :mod:`diffconv.navier_stokes`, a periodic Gaussian random
+    field (Li et al.'s covariance) drawn from ``default_rng([seed, i])``, whole grid, not
+    normalised. Its numbers are not the paper's data set's.
+    """
+
+    def sample(solution: float, before: int, after: int) -> np.ndarray:
+        return ns.gaussian_random_field(grid, np.random.default_rng([seed, int(solution)]), 1)
+
+    return FieldFamily("vorticity", "vorticity at t = 0 (stand-in)", "solution",
+                       tuple(int(i) for i in solutions), grid, sample, fixed_grid=True)

@@ -12,7 +12,13 @@ import pytest
 from diffconv.baselines import boundary_methods, boundary_ring, valid_conv2d
 from diffconv.cli import main
 from diffconv.commands.accuracy import DIFFCONV, FIELDS, PRESETS, boundary_errors, diffconv_runner
-from diffconv.fields import chebyshev_family, extended_axis, spherical_family, vorticity_family
+from diffconv.fields import (
+    chebyshev_family,
+    extended_axis,
+    paper_chebyshev_family,
+    spherical_family,
+    vorticity_family,
+)
 from diffconv.reference import reference_conv
 
 
@@ -92,6 +98,15 @@ def test_diffconv_runner_matches_the_reference_form(framework):
     np.testing.assert_allclose(diffconv_runner(framework)(x, w), reference_conv(x, w), rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("shape, k", [((2, 1, 12), 3), ((1, 2, 7, 6, 8), 3)])
+def test_diffconv_runner_torch_and_jax_agree_in_1d_and_3d(shape, k):
+    if not _jax_conv_available():
+        pytest.skip("diffconv.jax.conv is not available")
+    rng = np.random.default_rng(6)
+    x, w = rng.standard_normal(shape), rng.standard_normal((3, shape[1]) + (k,) * (len(shape) - 2))
+    np.testing.assert_allclose(diffconv_runner("jax")(x, w), diffconv_runner("torch")(x, w), rtol=1e-10, atol=1e-10)
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("accuracy")
@@ -137,3 +152,158 @@ def test_jax_option_without_the_jax_backend_says_so(tmp_path, capsys, monkeypatc
     monkeypatch.setitem(sys.modules, "diffconv.jax", None)     # as if JAX were not installed
     assert main(["accuracy", "--quick", "--framework", "jax", "--out", str(tmp_path)]) == 2
     assert "diffconv.jax.conv" in capsys.readouterr().err
+
+
+# --- the paper's experiment (--full) -------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    "order, published",
+    [
+        (50, {"zero": 0.95, "reflect": 0.091, "replicate": 0.046, "extrapolation": 0.0077, DIFFCONV: 0.00088}),
+        (100, {"zero": 0.81, "reflect": 0.25, DIFFCONV: 0.0076}),
+    ],
+)
+def test_full_chebyshev_errors_match_the_papers_run(order, published):
+    """One 500x500 field of the paper's Figure 2, 100 kernels: the figures of the paper's own code."""
+    methods = {name: f for name, f in _methods().items() if name in published}
+    kernels = np.random.default_rng(0).standard_normal((100, 1, 3, 3))
+    errors = boundary_errors(paper_chebyshev_family().sample(order, 1, 1), kernels, 1, methods,
+                             np.random.default_rng(0))
+    for name, value in published.items():
+        assert errors[name] == pytest.approx(value, rel=0.15), name
+
+
+@pytest.mark.slow
+def test_full_run_uses_the_papers_parameters(tmp_path):
+    assert main(["accuracy", "--full", "--kernels", "10", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "accuracy.json").read_text())
+    paper = PRESETS["full"]
+    assert list(results["chebyshev"]) == [str(n) for n in (1, *range(10, 101, 10))] == [str(n) for n in paper.orders]
+    assert list(results["spherical"]) == [str(m) for m in range(5, 56, 5)]
+    assert list(results["vorticity"]) == [str(n) for n in (1, *range(10, 101, 10))]
+    assert "image the central 498x498" in (tmp_path / "accuracy.txt").read_text()
+
+
+# --- the user's data (--data) --------------------------------------------------------------------
+
+def _run(argv, capsys):
+    status = main(["accuracy", *argv])
+    out = capsys.readouterr()
+    return status, out.out, out.err
+
+
+def test_data_errors_match_an_independent_torch_computation(tmp_path, capsys):
+    """Image = central crop, truth = VALID convolution of the whole array, error on the ring only."""
+    import torch
+    import torch.nn.functional as F
+
+    fields = np.random.default_rng(5).standard_normal((2, 3, 13, 11))
+    np.save(tmp_path / "f.npy", fields)
+    status, out, _ = _run(["--data", str(tmp_path / "f.npy"), "--kernels", "4", "--seed", "2",
+                           "--out", str(tmp_path / "out")], capsys)
+    assert status == 0
+    rows = json.loads((tmp_path / "out" / "accuracy.json").read_text())["f"]
+    assert list(rows) == ["0", "1", "mean"]
+    kernels = torch.from_numpy(np.random.default_rng(2).standard_normal((4, 1, 3, 3)))
+    for i in range(2):
+        x = torch.from_numpy(fields[i][:, None])                            # channels as separate fields
+        truth = F.conv2d(x, kernels)
+        for name, mode in (("zero", "constant"), ("replicate", "replicate"), ("reflect", "reflect")):
+            got = F.conv2d(F.pad(x[..., 1:-1, 1:-1], (1, 1, 1, 1), mode=mode), kernels)
+            err = (got - truth).abs()
+            ring = (err.sum() - err[..., 1:-1, 1:-1].sum()) / (err.numel() - err[..., 1:-1, 1:-1].numel())
+            assert rows[str(i)][name] == pytest.approx(float(ring), rel=1e-12), (i, name)
+    for method in rows["mean"]:
+        assert rows["mean"][method] == pytest.approx((rows["0"][method] + rows["1"][method]) / 2, rel=1e-12)
+    assert f"{rows['mean']['zero']:13.3e}" in out and "verdict:" in out
+
+
+def test_data_verdict_names_diffconv_best_on_a_polynomial(tmp_path, capsys):
+    np.savez(tmp_path / "p.npz", poly=_polynomial_field(3, 20, seed=1)[0])
+    status, out, _ = _run(["--data", str(tmp_path / "p.npz"), "--kernels", "3", "--out", str(tmp_path)], capsys)
+    assert status == 0
+    assert "verdict: DiffConv has the lowest mean boundary error" in out and "1/1 samples" in out
+    assert json.loads((tmp_path / "accuracy.json").read_text())["poly"]["mean"][DIFFCONV] < 1e-10
+
+
+def test_data_verdict_says_plainly_when_diffconv_is_not_the_best(tmp_path, capsys):
+    """A plateau two samples wide at each edge, then a jump: replicate padding is exact, DiffConv is not."""
+    profile = np.where((np.arange(16) < 2) | (np.arange(16) > 13), 1.0, 0.0)
+    np.save(tmp_path / "step.npy", profile[:, None] + profile[None, :])
+    status, out, _ = _run(["--data", str(tmp_path / "step.npy"), "--kernels", "3", "--out", str(tmp_path)], capsys)
+    rows = json.loads((tmp_path / "accuracy.json").read_text())["step"]
+    assert status == 0 and rows["mean"]["replicate"] < 1e-12 < rows["mean"][DIFFCONV]
+    assert "verdict: DiffConv is NOT the best method on this data: replicate has the lowest" in out
+    png = (tmp_path / "accuracy.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("ndim, shape", [(1, (3, 2, 17)), (3, (1, 9, 8, 10))])
+def test_data_in_1d_and_3d(tmp_path, capsys, ndim, shape):
+    """DiffConv is exact on a quadratic in every axis; zero padding is compared with torch."""
+    import torch
+    import torch.nn.functional as F
+
+    axes = np.meshgrid(*[np.linspace(-1, 1, n) for n in shape[-ndim:]], indexing="ij")
+    poly = sum(1 + a + 2 * a**2 for a in axes)
+    fields = np.broadcast_to(poly, shape) * np.arange(1, shape[0] + 1).reshape((-1,) + (1,) * (len(shape) - 1))
+    np.save(tmp_path / "v.npy", fields)
+    status, _, _ = _run(["--data", str(tmp_path / "v.npy"), "--ndim", str(ndim), "--kernels", "2",
+                         "--out", str(tmp_path)], capsys)
+    rows = json.loads((tmp_path / "accuracy.json").read_text())["v"]
+    assert status == 0 and list(rows) == [str(i) for i in range(shape[0])] + ["mean"]
+    assert rows["mean"][DIFFCONV] < 1e-10 * rows["mean"]["zero"]
+    conv = {1: F.conv1d, 3: F.conv3d}[ndim]
+    kernels = torch.from_numpy(np.random.default_rng(0).standard_normal((2, 1) + (3,) * ndim))
+    x = torch.from_numpy(np.ascontiguousarray(fields[-1]).reshape((-1, 1) + shape[-ndim:]))
+    inner = (slice(None), slice(None)) + (slice(1, -1),) * ndim
+    err = (conv(F.pad(x[inner], (1, 1) * ndim), kernels) - conv(x, kernels)).abs()
+    ring = (err.sum() - err[inner].sum()) / (err.numel() - err[inner].numel())
+    assert rows[str(shape[0] - 1)]["zero"] == pytest.approx(float(ring), rel=1e-12)
+
+
+def _bad_file(tmp_path, kind):
+    p = tmp_path / "bad.npy"
+    if kind == "missing":
+        return tmp_path / "missing.npy"
+    if kind == "not an array":
+        p.write_text("1 2 3\n4 5 6\n")
+    elif kind == "non-finite":
+        np.save(p, np.full((6, 6), np.nan))
+    elif kind == "dtype":
+        np.save(p, np.full((6, 6), "x"))
+    elif kind == "too small":
+        np.save(p, np.zeros((3, 4, 6)))
+    elif kind == "rank":
+        np.save(p, np.zeros((1, 1, 1, 6, 6)))
+    return p
+
+
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("missing", "missing.npy: no such file"),
+        ("not an array", "not a NumPy .npy or .npz array file"),
+        ("non-finite", "has 36 non-finite values (NaN or inf)"),
+        ("dtype", "has dtype <U1, which cannot be cast to floating point"),
+        ("too small", "has spatial shape (4, 6); a kernel of size 3 (k - 1 for the truth's reach, k for the image) "
+                      "needs at least 5 samples per axis"),
+        ("rank", "has shape (1, 1, 1, 6, 6); 2-D fields need (H, W), (N, H, W) or (N, C, H, W)"),
+    ],
+)
+def test_bad_data_files_give_one_line_and_status_2(tmp_path, capsys, kind, message):
+    status, out, err = _run(["--data", str(_bad_file(tmp_path, kind)), "--out", str(tmp_path / "out")], capsys)
+    assert status == 2
+    assert err.startswith("diffconv accuracy: error: ") and message in err
+    assert err.count("\n") == 1 and "Traceback" not in err and out == ""
+    assert not (tmp_path / "out").exists()
+
+
+def test_data_options_that_do_not_combine(tmp_path, capsys):
+    np.save(tmp_path / "f.npy", np.zeros((8, 8)))
+    status, _, err = _run(["--data", str(tmp_path / "f.npy"), "--fields", "chebyshev"], capsys)
+    assert status == 2 and "--fields chooses built-in fields; it cannot be combined with --data" in err
+    status, _, err = _run(["--quick", "--ndim", "1"], capsys)
+    assert status == 2 and "--arrays and --ndim apply to --data only" in err
+    status, _, err = _run(["--data", str(tmp_path / "f.npy"), "--arrays", "f"], capsys)
+    assert status == 2 and "array names apply to .npz archives" in err

@@ -126,11 +126,62 @@ def test_bad_arguments_are_named():
         B.pad_zero(x, (1, 1))
     with pytest.raises(ValueError, match="pad_width"):
         B.pad_reflect(x, ((1, -1), (0, 0)))
-    with pytest.raises(ValueError, match="shape \\(N, C, H, W\\)"):
+    with pytest.raises(ValueError, match="shape \\(N, C, L\\), \\(N, C, H, W\\) or \\(N, C, D, H, W\\)"):
+        B.pad_zero(x[0, 0], ((1, 1), (1, 1)))
+    with pytest.raises(TypeError, match="one \\(before, after\\) pair per spatial axis \\(1 here\\)"):
         B.pad_zero(x[0], ((1, 1), (1, 1)))
+    with pytest.raises(ValueError, match="shape \\(N, C, H, W\\)"):
+        B.valid_conv2d(x[0], np.ones((2, 3, 3)))
     with pytest.raises(ValueError, match="order"):
         B.pad_extrapolate(x, ((1, 1), (1, 1)), -1)
     with pytest.raises(ValueError, match="band"):
         B.pad_random(x, ((1, 1), (1, 1)), 0)
     with pytest.raises(ValueError, match="weight must have shape"):
         B.valid_conv2d(x, np.ones((2, 2, 3, 3)))
+
+
+TORCH_CONV = {1: F.conv1d, 3: F.conv3d}
+
+
+@pytest.mark.parametrize("dims, shape, k", [(1, (2, 3, 11), (4,)), (3, (1, 2, 6, 7, 5), (3, 2, 3))])
+def test_valid_conv_matches_torch_in_1d_and_3d(dims, shape, k):
+    x, w, b = _image(shape), _image((4, shape[1], *k), 1), _image((4,), 2)
+    expect = TORCH_CONV[dims](torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)).numpy()
+    np.testing.assert_allclose(B.valid_conv(x, w, b), expect, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dims, shape", [(1, (1, 2, 9)), (3, (1, 1, 6, 7, 8))])
+def test_registry_paddings_match_torch_conv_in_1d_and_3d(dims, shape):
+    k = 3
+    x, w = _image(shape), _image((2, shape[1]) + (k,) * dims, 3)
+    torch_modes = {"zero": "constant", "reflect": "reflect", "replicate": "replicate", "circular": "circular"}
+    methods = B.boundary_methods()
+    for name, mode in torch_modes.items():
+        padded = F.pad(torch.from_numpy(x), (1, 1) * dims, mode=mode)
+        expect = TORCH_CONV[dims](padded, torch.from_numpy(w)).numpy()
+        np.testing.assert_allclose(methods[name](x, w), expect, rtol=1e-12, atol=1e-12, err_msg=name)
+    for name, f in methods.items():
+        assert f(x, w, rng=np.random.default_rng(0)).shape == (1, 2) + shape[2:], name
+
+
+def test_extrapolation_is_exact_on_a_3d_polynomial_of_its_order():
+    """Order 1 (k = 3): ghosts of a function linear in each axis are the function itself."""
+    axes = [np.arange(-1, n + 1, dtype=np.float64) for n in (5, 6, 7)]
+    grid = np.meshgrid(*axes, indexing="ij")
+    full = (1 + 2 * grid[0]) * (3 - grid[1]) * (0.5 + grid[2])
+    padded = B.pad_extrapolate(full[None, None, 1:-1, 1:-1, 1:-1], ((1, 1),) * 3, 1)
+    np.testing.assert_allclose(padded[0, 0], full, rtol=0, atol=1e-12)
+
+
+def test_partial_conv_1d_by_hand():
+    x, w = np.array([[[1.0, 2.0, 4.0]]]), np.array([[[1.0, 10.0, 100.0]]])
+    # Left edge: window (ghost, 1, 2) -> (10*1 + 100*2) * 3/2; right edge: (2, 4, ghost) -> (2 + 40) * 3/2.
+    np.testing.assert_allclose(B.partial_conv(x, w)[0, 0], [315.0, 1 + 20 + 400, 63.0])
+
+
+def test_boundary_ring_3d_is_the_shell():
+    ring = B.boundary_ring((4, 5, 6), (3, 3, 3))
+    expect = np.ones((4, 5, 6), dtype=bool)
+    expect[1:-1, 1:-1, 1:-1] = False
+    np.testing.assert_array_equal(ring, expect)
+    np.testing.assert_array_equal(B.boundary_ring((6,), (4,)), [True, False, False, False, True, True])

@@ -48,11 +48,42 @@ def test_family_image_does_not_depend_on_the_kernel_reach(family):
     p = family.parameters[0]
     a, b = family.sample(p, 1, 1), family.sample(p, 2, 3)
     s = family.size
+    assert family.image_size(1, 1) == family.image_size(2, 3) == s
     assert a.shape[1:] == (s + 2, s + 2) and b.shape[1:] == (s + 5, s + 5) and a.shape[0] == b.shape[0]
     np.testing.assert_allclose(np.abs(a).max(axis=(1, 2)), 1.0)
     ia, ib = a[:, 1:1 + s, 1:1 + s], b[:, 2:2 + s, 2:2 + s]
     ratio = np.abs(ib).max(axis=(1, 2)) / np.abs(ia).max(axis=(1, 2))
     np.testing.assert_allclose(ib, ia * ratio[:, None, None], rtol=1e-12, atol=1e-12)
+
+
+def test_paper_chebyshev_sampling_is_the_formula_on_the_papers_grid():
+    fam = FL.paper_chebyshev_family(points=20, orders=(7,))
+    field = fam.sample(7, 1, 1)
+    h = np.linspace(0.3, 0.8, 20)
+    expect = special.eval_chebyu(7, h)[:, None] * special.eval_chebyu(7, h)[None, :] * np.sin(7 * (h[:, None] + h))
+    assert field.shape == (1, 20, 20)
+    np.testing.assert_allclose(field[0], expect, rtol=1e-12, atol=1e-12)
+    # One grid whatever the kernel; the image is its crop. Not normalised.
+    np.testing.assert_array_equal(fam.sample(7, 2, 2), field)
+    assert fam.image_size(1, 1) == 18 and fam.image_size(2, 2) == 16
+    assert abs(np.abs(field).max() - 1) > 0.1
+
+
+def test_paper_spherical_sampling_puts_the_azimuth_along_rows():
+    points, m = 12, 15
+    field = FL.paper_spherical_family(points=points, orders=(m,)).sample(m, 1, 1)[0]
+    azimuth = np.linspace(0.4 * np.pi, 0.6 * np.pi, points)[:, None]
+    polar = np.linspace(np.pi / 2 - np.pi / 12, np.pi / 2 + np.pi / 12, points)[None, :]
+    expect = special.sph_harm_y(2 * m, m, polar, azimuth).real * np.sin(2 * m * (azimuth + polar))
+    np.testing.assert_allclose(field, expect, rtol=1e-10, atol=1e-13)
+
+
+def test_paper_vorticity_stand_in_is_one_fixed_grid():
+    fam = FL.paper_vorticity_family(grid=32, solutions=(1, 10), seed=3)
+    a, b = fam.sample(10, 1, 1), fam.sample(10, 2, 3)
+    assert a.shape == (1, 32, 32) and fam.image_size(1, 1) == 30
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - fam.sample(1, 1, 1)).max() > 1e-3
 
 
 def test_taylor_green_vortex_decays_exactly():

@@ -1,19 +1,33 @@
 """The UNet of :mod:`diffconv.models.torch_nets` in Flax linen (channels-last), with a conv-class argument.
 
 ``conv`` is called as ``conv(features, kernel_size=(k, k), name=...)``: ``flax.linen.Conv``
-(default ``padding='SAME'``: zero padding) or ``diffconv.jax.linen.DiffConv``. Every layer is
-named explicitly, so both choices give the same parameter tree and share one ``init``.
+(default ``padding='SAME'``: zero padding), ``diffconv.jax.linen.DiffConv``,
+:class:`ReplicateConv`, or ``functools.partial(flax.linen.Conv, padding='REFLECT')``. Every
+layer is named explicitly, so all choices give the same parameter tree and share one ``init``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-__all__ = ["UNet"]
+__all__ = ["ReplicateConv", "UNet"]
+
+
+class ReplicateConv(nn.Conv):
+    """``flax.linen.Conv`` with replicate padding (``jnp.pad(mode='edge')``, ``(k-1)//2`` before and
+    ``k//2`` after each spatial axis), which linen's ``padding`` does not offer; same parameters."""
+
+    padding: Any = "VALID"
+
+    def __call__(self, inputs: jax.Array) -> jax.Array:
+        ks = self.kernel_size if isinstance(self.kernel_size, Sequence) else (self.kernel_size,)
+        spatial = [((k - 1) // 2, k // 2) for k in ks]
+        widths = [(0, 0)] * (inputs.ndim - 1 - len(ks)) + spatial + [(0, 0)]
+        return super().__call__(jnp.pad(inputs, widths, mode="edge"))
 
 
 class UNet(nn.Module):

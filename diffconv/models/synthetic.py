@@ -9,7 +9,7 @@ import numpy as np
 
 from .._checks import check_choice
 
-__all__ = ["TASKS", "smooth_fields", "make_pair", "border_distance", "ring_errors", "error_profile"]
+__all__ = ["TASKS", "smooth_fields", "degrade", "make_pair", "border_distance", "ring_errors", "error_profile"]
 
 TASKS = ("denoise", "superres")
 SUPERRES_FACTOR = 4
@@ -35,21 +35,30 @@ def smooth_fields(rng: np.random.Generator, n: int, size: int, *, modes: int = 8
     return u.astype(np.float32)
 
 
-def make_pair(task: str, rng: np.random.Generator, n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """``(inputs, targets)``, each ``(n, size, size)`` float32.
+def degrade(task: str, u: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The network input for targets ``u`` ``(..., size, size)``, float32.
 
-    ``denoise``: field plus Gaussian noise of std 0.5 -> field. ``superres``: the field
-    averaged over 4x4 blocks and repeated back to full size -> field (``size`` divisible by 4).
+    ``denoise``: ``u`` plus Gaussian noise of std 0.5. ``superres``: ``u`` averaged over 4x4
+    blocks and repeated back to full size (``size`` divisible by 4).
     """
     check_choice("task", task, TASKS)
-    u = smooth_fields(rng, n, size)
     if task == "denoise":
-        return (u + NOISE_STD * rng.normal(size=u.shape)).astype(np.float32), u
+        return (u + NOISE_STD * rng.normal(size=u.shape)).astype(np.float32)
     f = SUPERRES_FACTOR
-    if size % f:
-        raise ValueError(f"size must be divisible by {f} for task 'superres', got {size}")
-    low = u.reshape(n, size // f, f, size // f, f).mean(axis=(2, 4))
-    return np.repeat(np.repeat(low, f, axis=1), f, axis=2).astype(np.float32), u
+    h, w = u.shape[-2:]
+    if h % f or w % f:
+        raise ValueError(f"size must be divisible by {f} for task 'superres', got {h if h % f else w}")
+    low = u.reshape(*u.shape[:-2], h // f, f, w // f, f).mean(axis=(-3, -1))
+    return np.repeat(np.repeat(low, f, axis=-2), f, axis=-1).astype(np.float32)
+
+
+def make_pair(task: str, rng: np.random.Generator, n: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(inputs, targets)``, each ``(n, size, size)`` float32: :func:`degrade` of :func:`smooth_fields`."""
+    check_choice("task", task, TASKS)
+    if task == "superres" and size % SUPERRES_FACTOR:
+        raise ValueError(f"size must be divisible by {SUPERRES_FACTOR} for task 'superres', got {size}")
+    u = smooth_fields(rng, n, size)
+    return degrade(task, u, rng), u
 
 
 def border_distance(size: int) -> np.ndarray:

@@ -2,10 +2,10 @@
 
 A factory is called as ``conv(in_channels, out_channels, kernel_size, stride)`` and returns a
 module that maps ``(N, in, H, W)`` to ``(N, out, ceil(H/stride), ceil(W/stride))``.
-:func:`zero_conv` (``nn.Conv2d`` with ``padding=kernel_size // 2``, odd kernels) and
-:func:`diff_conv` (:class:`diffconv.torch.DiffConv2d`) are the two used here; the models built
-with either have the same state-dict keys, and ``diffconv.torch.convert`` turns the first
-into the second.
+:func:`zero_conv` (``nn.Conv2d`` with ``padding=kernel_size // 2``, odd kernels),
+:func:`diff_conv` (:class:`diffconv.torch.DiffConv2d`) and :func:`padded_conv` (``nn.Conv2d``
+with replicate or reflect padding) are the ones used here; the models built with any of them
+have the same state-dict keys, and ``diffconv.torch.convert`` turns the first into the second.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from torch import nn
 
 from ..torch import DiffConv2d
 
-__all__ = ["ConvFactory", "zero_conv", "diff_conv", "UNet", "BasicBlock", "ResNet"]
+__all__ = ["ConvFactory", "zero_conv", "diff_conv", "padded_conv", "UNet", "BasicBlock", "ResNet"]
 
 ConvFactory = Callable[[int, int, int, int], nn.Module]
 
@@ -31,6 +31,18 @@ def zero_conv(in_channels: int, out_channels: int, kernel_size: int, stride: int
 def diff_conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> DiffConv2d:
     """:class:`diffconv.torch.DiffConv2d`: Lagrange ghosts instead of zero padding."""
     return DiffConv2d(in_channels, out_channels, kernel_size, stride)
+
+
+def padded_conv(mode: str) -> ConvFactory:
+    """Factory of ``nn.Conv2d`` with ``padding=kernel_size // 2`` and ``padding_mode=mode``
+    (``'replicate'`` or ``'reflect'``; odd kernels)."""
+    if mode not in ("replicate", "reflect"):
+        raise ValueError(f"mode must be 'replicate' or 'reflect', got {mode!r}")
+
+    def conv(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1) -> nn.Conv2d:
+        return nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding=kernel_size // 2, padding_mode=mode)
+
+    return conv
 
 
 class _DoubleConv(nn.Sequential):
