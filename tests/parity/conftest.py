@@ -1,5 +1,14 @@
+"""Shared fixtures of the parity tests; makes ``parity_run`` importable whatever pytest's import mode."""
+
+import sys
+from pathlib import Path
+
 import jax
 import pytest
+
+_HERE = str(Path(__file__).parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
 
 
 @pytest.fixture

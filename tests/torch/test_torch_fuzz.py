@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+import pytest
 
-from test_torch_polynomial import check_polynomial_exactness
+pytest.importorskip("hypothesis")
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from test_torch_polynomial import check_polynomial_exactness  # noqa: E402
 
 EXAMPLES = int(os.environ.get("DIFFCONV_FUZZ_EXAMPLES", "25"))
 
