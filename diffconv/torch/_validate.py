@@ -9,6 +9,21 @@ import torch
 from .._checks import as_tuple, check_conv_shapes, check_float_dtype, check_same_dtype
 
 
+#: Oldest torch with every API the backend calls (``torch.amp.is_autocast_available``,
+#: ``torch.get_autocast_dtype``, ``torch.is_autocast_enabled(device_type)``).
+MIN_TORCH = (2, 4)
+
+
+def require_torch(version: str) -> None:
+    """Raise ``ImportError`` when torch ``version`` (e.g. ``"2.13.0+cpu"``) predates :data:`MIN_TORCH`."""
+    parts = []
+    for piece in version.split("+")[0].split(".")[:2]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    if tuple(parts) < MIN_TORCH:
+        raise ImportError(f"diffconv.torch needs torch >= {'.'.join(map(str, MIN_TORCH))}, found torch {version}")
+
+
 def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).replace("torch.", "")
 

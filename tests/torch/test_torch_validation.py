@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -143,3 +145,15 @@ def test_lagrange_pad_errors():
         DF.lagrange_pad(torch.randn(1, 1, 4, 0), (2, 2))
     with pytest.raises(TypeError, match=r"input must have a floating dtype"):
         DF.lagrange_pad(x.long(), (1, 1))
+
+
+@pytest.mark.parametrize("version,ok", [("2.4.0", True), ("2.13.0+cpu", True), ("3.0.0a0", True),
+                                        ("2.3.1", False), ("1.13.1+cu117", False)])
+def test_torch_version_requirement(version, ok):
+    from diffconv.torch._validate import require_torch
+
+    if ok:
+        require_torch(version)
+    else:
+        with pytest.raises(ImportError, match=rf"needs torch >= 2\.4, found torch {re.escape(version)}"):
+            require_torch(version)
