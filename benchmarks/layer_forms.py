@@ -1,9 +1,10 @@
 """One DiffConv2d layer, forward+backward, in each eager form, against zero ``'same'`` padding.
 
-Forms: ``zero`` (``F.conv2d(padding='same')``), and DiffConv's ``banded``, ``padded`` and
-``corrections`` forms (``diffconv.torch._autograd._FORM``), plus ``auto`` (the form the size
-picks). The banded form runs in both orders: ``banded-first`` (thin band operations before the
-big convolution, the CPU's default) and ``banded-after`` (after it, an accelerator's).
+Forms: ``zero`` (``F.conv2d(padding='same')``), ``auto`` (``diffconv.torch.functional.conv2d``,
+the form :func:`~diffconv.torch.functional.choose_form` picks), and each eager form called
+directly: ``banded-first`` / ``banded-after`` (the banded form with its thin band operations
+before the big convolution, the CPU's order, or after it, an accelerator's), ``padded`` and
+``composite`` (plain operations, what transforms and tracers run).
 Alternated in one process; median time per step and peak memory of one step. With
 ``--profile`` it also prints the kernels of one step of each form (torch.profiler), sorted by
 device time.
@@ -14,6 +15,7 @@ device time.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
 
@@ -21,24 +23,30 @@ import torch
 import torch.nn.functional as F
 
 from diffconv.commands.speed import torch_peak
-from diffconv.torch import _autograd
 from diffconv.torch import functional as DF
+from diffconv.torch._banded import BandedConv
+from diffconv.torch._padded import PaddedConv
 
-FORMS = ("zero", "auto", "banded-first", "banded-after", "padded", "corrections")
+FORMS = ("zero", "auto", "banded-first", "banded-after", "padded", "composite")
 
 
 def step_fn(form: str, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor):
     """One forward+backward of the layer in ``form``; returns the step as a callable."""
     g = torch.randn(x.shape[0], w.shape[0], *x.shape[2:], device=x.device, dtype=x.dtype)
+    k = w.shape[-1]
+    geo = DF.geometry(tuple(x.shape[2:]), (k, k), (1, 1), (1, 1), False)
+    run = functools.partial(DF.composite, geo=geo, groups=1, boundary_input_grad=True)
+    forward = {
+        "zero": lambda: F.conv2d(x, w, b, padding="same"),
+        "auto": lambda: DF.conv2d(x, w, b),
+        "banded-first": lambda: BandedConv.apply(x, w, b, 1, True, run),
+        "banded-after": lambda: BandedConv.apply(x, w, b, 1, False, run),
+        "padded": lambda: PaddedConv.apply(x, w, b, None, None, geo, 1, True, run),
+        "composite": lambda: run(x, w, b, None, None),
+    }[form]
 
     def step() -> None:
-        _autograd._FORM = None if form in ("zero", "auto") else form.split("-")[0]
-        _autograd._BANDS_FIRST = {"banded-first": True, "banded-after": False}.get(form)
-        try:
-            y = F.conv2d(x, w, b, padding="same") if form == "zero" else DF.conv2d(x, w, b)
-            y.backward(g)
-        finally:
-            _autograd._FORM = _autograd._BANDS_FIRST = None
+        forward().backward(g)
         x.grad = w.grad = b.grad = None
 
     return step
