@@ -76,7 +76,9 @@ def _conv_transpose(
                 f"output_padding must be smaller than stride or dilation on each axis, got output_padding={op}, "
                 f"stride={s}, dilation={d}"
             )
-    plans = [transpose_axis_torch(n, k, si, pi, opi, di)
+    # int(): under torch.jit.trace sizes are traced values, under torch.export symbolic ints;
+    # the geometry is fixed per shape, like the traced/exported graph itself.
+    plans = [transpose_axis_torch(int(n), int(k), si, pi, opi, di)
              for n, k, si, pi, opi, di in zip(input.shape[-nd:], weight.shape[2:], s, p, op, d)]
     unbatched = input.dim() == nd + 1
     x = input.unsqueeze(0) if unbatched else input

@@ -1,15 +1,20 @@
-"""Swap the size-keeping ``nn.ConvNd`` layers of a model for their DiffConv twins, weights kept."""
+"""Swap the size-keeping ``nn.ConvNd`` layers of a model for their DiffConv twins, weights kept
+(and, on request, every ``nn.ConvTransposeNd`` for its DiffConvTranspose twin)."""
 
 from __future__ import annotations
 
 from torch import nn
 
+from .conv_transpose import DiffConvTranspose1d, DiffConvTranspose2d, DiffConvTranspose3d
 from .modules import DiffConv1d, DiffConv2d, DiffConv3d
 
 __all__ = ["convert", "is_size_keeping"]
 
 _TWIN: dict[type, type] = {nn.Conv1d: DiffConv1d, nn.Conv2d: DiffConv2d, nn.Conv3d: DiffConv3d}
 _MODES = ("zeros", "reflect", "replicate")
+_TRANSPOSED_TWIN: dict[type, type] = {
+    nn.ConvTranspose1d: DiffConvTranspose1d, nn.ConvTranspose2d: DiffConvTranspose2d, nn.ConvTranspose3d: DiffConvTranspose3d,
+}
 
 
 def is_size_keeping(conv: nn.Module) -> bool:
@@ -53,7 +58,21 @@ def _twin(conv: nn.Module, edge_kernel: bool, boundary_input_grad: bool) -> nn.M
     return new
 
 
-def convert(module: nn.Module, *, edge_kernel: bool = False, boundary_input_grad: bool = True) -> nn.Module:
+def _transposed_twin(conv: nn.Module) -> nn.Module:
+    """The DiffConvTranspose twin of a plain ``nn.ConvTransposeNd``, sharing its Parameters."""
+    cls = _TRANSPOSED_TWIN[type(conv)]
+    new = cls(
+        conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.output_padding,
+        conv.groups, conv.bias is not None, conv.dilation, device="meta", dtype=conv.weight.dtype,
+    )
+    new.weight = conv.weight
+    new.bias = conv.bias
+    new.train(conv.training)
+    return new
+
+
+def convert(module: nn.Module, *, edge_kernel: bool = False, boundary_input_grad: bool = True,
+            transposed: bool = False) -> nn.Module:
     """Replace every size-keeping ``nn.Conv1d/2d/3d`` in ``module`` by its DiffConv twin.
 
     Works like ``nn.SyncBatchNorm.convert_sync_batchnorm``: children are replaced in place
@@ -63,8 +82,10 @@ def convert(module: nn.Module, *, edge_kernel: bool = False, boundary_input_grad
     and the converted model loads the original state dict with ``strict=True``.
     ``edge_kernel=True`` gives each twin trainable ``edge_weight``/``edge_bias`` started as
     copies of ``weight``/``bias``; ``boundary_input_grad=False`` stops the input gradient of
-    boundary outputs. Left alone: see :func:`is_size_keeping`. Forward hooks and
-    parametrizations registered on a replaced conv are not carried over.
+    boundary outputs. Left alone: see :func:`is_size_keeping`. ``transposed=True`` also replaces
+    every plain ``nn.ConvTranspose1d/2d/3d`` (``padding_mode='zeros'``, the only one torch has) by
+    its :class:`~diffconv.torch.DiffConvTranspose2d`-style twin, parameters shared the same way.
+    Forward hooks and parametrizations registered on a replaced conv are not carried over.
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
@@ -72,10 +93,14 @@ def convert(module: nn.Module, *, edge_kernel: bool = False, boundary_input_grad
         raise TypeError(f"edge_kernel must be a bool, got {edge_kernel!r}")
     if not isinstance(boundary_input_grad, bool):
         raise TypeError(f"boundary_input_grad must be a bool, got {boundary_input_grad!r}")
+    if not isinstance(transposed, bool):
+        raise TypeError(f"transposed must be a bool, got {transposed!r}")
     if is_size_keeping(module):
         return _twin(module, edge_kernel, boundary_input_grad)
+    if transposed and type(module) in _TRANSPOSED_TWIN and module.padding_mode == "zeros":
+        return _transposed_twin(module)
     for name, child in module.named_children():
-        new = convert(child, edge_kernel=edge_kernel, boundary_input_grad=boundary_input_grad)
+        new = convert(child, edge_kernel=edge_kernel, boundary_input_grad=boundary_input_grad, transposed=transposed)
         if new is not child:
             setattr(module, name, new)
     return module

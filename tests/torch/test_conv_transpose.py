@@ -1,0 +1,342 @@
+"""DiffConvTranspose (PyTorch) against an independent float64 truth.
+
+Truth: extend the input along each axis by ghosts computed here with exact fractions (the
+degree-(m-1) polynomial through the m samples nearest the edge on the ghost's lattice of step
+d/gcd(s, d), DESIGN §2; the ghost positions found by brute force over every (output, tap)
+pair), run the plain ``F.conv_transposeNd`` on the extended input, crop to the output.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from fractions import Fraction
+from math import gcd
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from diffconv.torch import DiffConvTranspose1d, DiffConvTranspose2d, DiffConvTranspose3d, convert
+from diffconv.torch.functional import conv_transpose1d, conv_transpose2d, conv_transpose3d
+
+PLAIN = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
+OURS = {1: conv_transpose1d, 2: conv_transpose2d, 3: conv_transpose3d}
+
+
+# ----------------------------------------------------------------------------------- the truth
+
+def _lagrange_at(nodes: list[int], q: int) -> list[Fraction]:
+    weights = []
+    for a in nodes:
+        w = Fraction(1)
+        for b in nodes:
+            if b != a:
+                w *= Fraction(q - b, a - b)
+        weights.append(w)
+    return weights
+
+
+def _reached(L: int, k: int, s: int, p: int, op: int, d: int) -> tuple[int, int, int]:
+    """``(first input position, last input position, output length)`` any output sums over."""
+    n = (L - 1) * s - 2 * p + d * (k - 1) + op + 1
+    reached = {(o + p - j * d) // s for o in range(n) for j in range(k) if (o + p - j * d) % s == 0}
+    return min(reached | {0}), max(reached | {L - 1}), n
+
+
+def extension_matrix(L: int, k: int, s: int, p: int, op: int, d: int) -> tuple[torch.Tensor, int, int]:
+    """``(E, before, out_len)``: ``E @ x`` is the axis extended by its ghosts (float64 of exact fractions)."""
+    first, last, n = _reached(L, k, s, p, op, d)
+    step = d // gcd(s, d)
+    m = -(-k * gcd(s, d) // s)
+    rows = []
+    for q in range(first, last + 1):
+        row = [Fraction(0)] * L
+        if 0 <= q < L:
+            row[q] = Fraction(1)
+        else:
+            lattice = [t for t in range(L) if (t - q) % step == 0]
+            nodes = lattice[:m] if q < 0 else lattice[-m:]
+            if not nodes:                     # an empty lattice takes the edge sample
+                row[0 if q < 0 else L - 1] = Fraction(1)
+            for t, w in zip(nodes, _lagrange_at(nodes, q)):
+                row[t] = w
+        rows.append([float(v) for v in row])
+    return torch.tensor(rows, dtype=torch.float64), -first, n
+
+
+def truth(x, w, b, stride, padding, output_padding, groups, dilation):
+    nd = w.dim() - 2
+    s, p, op, d = ((v,) * nd if isinstance(v, int) else tuple(v) for v in (stride, padding, output_padding, dilation))
+    xe, crops = x.double(), []
+    for a in range(nd):
+        E, before, n = extension_matrix(x.shape[2 + a], w.shape[2 + a], s[a], p[a], op[a], d[a])
+        xe = torch.tensordot(xe, E, dims=([2 + a], [1])).movedim(-1, 2 + a)
+        crops.append((p[a] + before * s[a], n))
+    out = PLAIN[nd](xe, w.double(), None, s, 0, 0, groups, d)
+    for a, (c, n) in enumerate(crops):
+        if out.shape[2 + a] < c + n:         # outputs past the last tap receive nothing
+            pad = [0, 0] * nd
+            pad[2 * (nd - 1 - a) + 1] = c + n - out.shape[2 + a]
+            out = F.pad(out, pad)
+        out = out.narrow(2 + a, c, n)
+    if b is not None:
+        out = out + b.double().reshape((-1,) + (1,) * nd)
+    return out
+
+
+def _check_against_truth(nd, L, k, s, p, op, d, groups, *, grads=True, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, 2 * groups, *L, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(2 * groups, 3, *k, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(3 * groups, generator=g, dtype=torch.float64, requires_grad=True)
+    got = OURS[nd](x, w, b, s, p, op, groups, d)
+    want = truth(x, w, b, s, p, op, groups, d)
+    assert got.shape == want.shape
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    if grads:
+        cot = torch.randn(got.shape, generator=g, dtype=torch.float64)
+        for a, e in zip(torch.autograd.grad(got, (x, w, b), cot), torch.autograd.grad(want, (x, w, b), cot)):
+            torch.testing.assert_close(a, e, rtol=1e-10, atol=1e-10)
+
+
+def _valid(L, k, s, p, op, d):
+    return all((n - 1) * si - 2 * pi + di * (ki - 1) + oi + 1 >= 1 for n, ki, si, pi, oi, di in zip(L, k, s, p, op, d))
+
+
+# ------------------------------------------------------------------------------------- tests
+
+@pytest.mark.parametrize("s", [1, 2, 3])
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5])
+def test_1d_matches_truth(k, s):
+    """Every padding 0-3, output_padding, dilation 1-2 and length 1-7 (short axes included), groups 1/2."""
+    cases = 0
+    for d, p, L in itertools.product((1, 2), range(4), (1, 2, 3, 7)):
+        for op in range(max(s, d)):
+            if _valid((L,), (k,), (s,), (p,), (op,), (d,)):
+                _check_against_truth(1, (L,), (k,), s, p, op, d, groups=1 + (L + p) % 2, grads=p == 1 and d == 1, seed=cases)
+                cases += 1
+    assert cases > 15
+
+
+def _sampled(nd: int, count: int, seed: int):
+    rng = random.Random(seed)
+    out = []
+    while len(out) < count:
+        k = tuple(rng.randint(1, 5) for _ in range(nd))
+        s = tuple(rng.randint(1, 3) for _ in range(nd))
+        d = tuple(rng.randint(1, 2) for _ in range(nd))
+        p = tuple(rng.randint(0, 2) for _ in range(nd))
+        op = tuple(rng.randrange(max(a, b)) for a, b in zip(s, d))
+        L = tuple(rng.randint(1, 6 if nd == 2 else 4) for _ in range(nd))
+        if _valid(L, k, s, p, op, d):
+            out.append((L, k, s, p, op, d, rng.choice((1, 2))))
+    return out
+
+
+@pytest.mark.parametrize("case", _sampled(2, 24, 1) + [((5, 6), (4, 4), (2, 2), (1, 1), (0, 0), (1, 1), 1),
+                                                       ((5, 4), (3, 3), (2, 2), (1, 1), (1, 1), (1, 1), 2)])
+def test_2d_matches_truth(case):
+    L, k, s, p, op, d, groups = case
+    _check_against_truth(2, L, k, s, p, op, d, groups)
+
+
+@pytest.mark.parametrize("case", _sampled(3, 8, 2))
+def test_3d_matches_truth(case):
+    L, k, s, p, op, d, groups = case
+    _check_against_truth(3, L, k, s, p, op, d, groups)
+
+
+@pytest.mark.parametrize("k, s, p, op, d", [(4, 2, 1, 0, 1), (3, 2, 1, 1, 1), (5, 1, 2, 0, 1), (3, 1, 1, 0, 2),
+                                            (6, 3, 2, 0, 1), (4, 2, 0, 1, 2), (5, 2, 3, 1, 1)])
+def test_polynomials_are_exact(k, s, p, op, d):
+    """On samples of a polynomial of degree < m per axis the output is the plain transposed
+    convolution of that polynomial sampled on the extended grid, cropped (no ghost formula used)."""
+    m = -(-k * gcd(s, d) // s)
+    L = (7, 6)
+    g = torch.Generator().manual_seed(k * 10 + s)
+    coef = torch.randn(2, 3, m, generator=g, dtype=torch.float64)        # (axis, channel, power)
+    w = torch.randn(3, 2, k, k, generator=g, dtype=torch.float64)
+    spans = [_reached(n, k, s, p, op, d) for n in L]
+
+    def sample(axis, positions):
+        t = torch.tensor(positions, dtype=torch.float64) / 4
+        return (coef[axis][:, :, None] * t ** torch.arange(m, dtype=torch.float64)[None, :, None]).sum(1)
+
+    def field(pos0, pos1):                                                # separable product per channel
+        return (sample(0, pos0)[:, :, None] * sample(1, pos1)[:, None, :])[None]
+
+    x = field(range(L[0]), range(L[1]))
+    ext = field(range(spans[0][0], spans[0][1] + 1), range(spans[1][0], spans[1][1] + 1))
+    want = F.conv_transpose2d(ext, w, None, s, 0, 0, 1, d)
+    for a, (first, _, n) in enumerate(spans):
+        c = p - first * s
+        if want.shape[2 + a] < c + n:
+            pad = [0, 0, 0, 0]
+            pad[2 * (1 - a) + 1] = c + n - want.shape[2 + a]
+            want = F.pad(want, pad)
+        want = want.narrow(2 + a, c, n)
+    torch.testing.assert_close(conv_transpose2d(x, w, None, s, p, op, 1, d), want, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("nd", [1, 2, 3])
+@pytest.mark.parametrize("k, groups", [(2, 1), (3, 3), (1, 1)])
+def test_plain_where_no_output_reaches_past_the_data(nd, k, groups):
+    """k = s, padding 0: every output's taps land on data, so the result is F.conv_transposeNd's, bit for bit."""
+    g = torch.Generator().manual_seed(nd * 7 + k)
+    x = torch.randn(2, 3 * groups, *(5,) * nd, generator=g)
+    w = torch.randn(3 * groups, 2, *(k,) * nd, generator=g)
+    b = torch.randn(2 * groups, generator=g)
+    assert torch.equal(OURS[nd](x, w, b, k, 0, 0, groups), PLAIN[nd](x, w, b, k, 0, 0, groups))
+
+
+def test_short_axes_follow_the_lower_degree_rule():
+    """An axis of 2 samples with k=5, s=1 (m=5): ghosts come from the line through both samples,
+    so a linear ramp is continued exactly, and one sample gives constant ghosts."""
+    w = torch.randn(1, 1, 5, dtype=torch.float64)
+    ramp = torch.tensor([[[1.0, 3.0]]], dtype=torch.float64)
+    ext = torch.tensor([[[-3.0, -1.0, 1.0, 3.0, 5.0, 7.0]]], dtype=torch.float64)   # positions -2..3
+    want = F.conv_transpose1d(ext, w, None, 1, 0).narrow(2, 2 + 2, 2)
+    torch.testing.assert_close(conv_transpose1d(ramp, w, None, 1, 2), want)
+    one = torch.tensor([[[2.0]]], dtype=torch.float64)
+    torch.testing.assert_close(conv_transpose1d(one, w, None, 1, 2), 2.0 * w.sum() * torch.ones(1, 1, 1, dtype=torch.float64))
+
+
+def test_gradcheck_and_forward_ad_float64():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(1, 2, 3, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(2, 1, 3, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(2, generator=g, dtype=torch.float64, requires_grad=True)
+    fn = lambda x, w, b: conv_transpose2d(x, w, b, (2, 1), (1, 0), (1, 0), 2, (1, 2))  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (x, w, b), check_forward_ad=True)
+    x1 = torch.randn(1, 2, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    w1 = torch.randn(2, 2, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, w: conv_transpose1d(x, w, None, 3, 1, 2), (x1, w1), check_forward_ad=True)
+    x3 = torch.randn(1, 1, 2, 3, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    w3 = torch.randn(1, 2, 2, 3, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, w: conv_transpose3d(x, w, None, 2, 1, 1), (x3, w3))
+
+
+def test_torch_func_transforms():
+    import torch.func as tf
+
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(3, 2, 5, 4, generator=g, dtype=torch.float64)
+    w = torch.randn(2, 3, 4, 4, generator=g, dtype=torch.float64)
+    fn = lambda xi: conv_transpose2d(xi, w, None, 2, 1)  # noqa: E731
+    torch.testing.assert_close(tf.vmap(fn)(x.unsqueeze(1)).squeeze(1), fn(x))
+    x1 = x[:1, :, 0]
+    w1 = w[:, :, 0]
+    jr = tf.jacrev(lambda t: conv_transpose1d(t, w1, None, 2, 1))(x1)
+    jf = tf.jacfwd(lambda t: conv_transpose1d(t, w1, None, 2, 1))(x1)
+    torch.testing.assert_close(jr, jf)
+    gw = tf.grad(lambda ww: conv_transpose2d(x, ww, None, 2, 1).square().sum())(w)
+    w_ = w.clone().requires_grad_()
+    conv_transpose2d(x, w_, None, 2, 1).square().sum().backward()
+    torch.testing.assert_close(gw, w_.grad)
+
+
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore::DeprecationWarning")
+def test_trace_and_export_keep_the_result():
+    torch.manual_seed(0)
+    m = DiffConvTranspose2d(3, 4, 4, 2, 1).eval()
+    x, x2 = torch.randn(2, 3, 6, 5), torch.randn(2, 3, 6, 5)
+    with torch.no_grad():
+        traced = torch.jit.trace(m, (x,))
+    torch.testing.assert_close(traced(x2), m(x2))
+    exported = torch.export.export(m, (x,))
+    torch.testing.assert_close(exported.module()(x2), m(x2))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_keeps_dtype_and_value(dtype):
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 4, 6, 6, generator=g)
+    w = torch.randn(4, 3, 4, 4, generator=g) / 4
+    want = conv_transpose2d(x, w, None, 2, 1)
+    got = conv_transpose2d(x.to(dtype), w.to(dtype), None, 2, 1)
+    assert got.dtype == dtype
+    tol = 0.05 if dtype == torch.float16 else 0.3
+    torch.testing.assert_close(got.float(), want, rtol=tol, atol=tol)
+
+
+# ------------------------------------------------------------------------------------ modules
+
+@pytest.mark.parametrize("plain_cls, cls, nd", [(nn.ConvTranspose1d, DiffConvTranspose1d, 1),
+                                                (nn.ConvTranspose2d, DiffConvTranspose2d, 2),
+                                                (nn.ConvTranspose3d, DiffConvTranspose3d, 3)])
+def test_module_loads_plain_state_dict_and_matches_functional(plain_cls, cls, nd):
+    torch.manual_seed(0)
+    plain = plain_cls(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2, dilation=1).double()
+    ours = cls(4, 6, 3, stride=2, padding=1, output_padding=1, groups=2).double()
+    assert isinstance(ours, plain_cls)
+    ours.load_state_dict(plain.state_dict(), strict=True)
+    assert set(ours.state_dict()) == set(plain.state_dict())
+    x = torch.randn(2, 4, *(3,) * nd, dtype=torch.float64)
+    y = ours(x)
+    assert y.shape == plain(x).shape
+    torch.testing.assert_close(y, truth(x, ours.weight, ours.bias, 2, 1, 1, 2, 1))
+    torch.testing.assert_close(ours(x[0]), y[0])                   # unbatched input
+
+
+def test_module_output_size_picks_output_padding_like_torch():
+    torch.manual_seed(0)
+    plain = nn.ConvTranspose2d(2, 3, 3, stride=2, padding=1).double()
+    ours = DiffConvTranspose2d(2, 3, 3, stride=2, padding=1).double()
+    ours.load_state_dict(plain.state_dict())
+    x = torch.randn(1, 2, 4, 5, dtype=torch.float64)
+    for size in ([7, 9], [8, 10], [1, 2, 8, 9]):
+        y = ours(x, output_size=size)
+        assert y.shape == plain(x, output_size=size).shape
+        op = [n - (m - 1) * 2 + 2 - 3 + 1 - 1 for n, m in zip(size[-2:], (4, 5))]
+        torch.testing.assert_close(y, truth(x, ours.weight, ours.bias, 2, 1, op, 1, 1))
+    with pytest.raises(ValueError, match="output size"):
+        ours(x, output_size=[20, 20])
+
+
+def test_module_has_no_padding_mode_argument():
+    with pytest.raises(TypeError):
+        DiffConvTranspose2d(2, 2, 3, padding_mode="zeros")  # type: ignore[call-arg]
+    assert "DiffConvTranspose2d(2, 3, kernel_size=(4, 4), stride=(2, 2), padding=(1, 1))" == repr(
+        DiffConvTranspose2d(2, 3, 4, 2, 1))
+
+
+def test_convert_swaps_transposed_layers_only_when_asked():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.ConvTranspose2d(4, 3, 4, 2, 1))
+    x = torch.randn(1, 2, 5, 5)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    assert type(convert(model)[2]) is nn.ConvTranspose2d
+    weight = model[2].weight
+    model = convert(model, transposed=True)
+    assert type(model[2]) is DiffConvTranspose2d and model[2].weight is weight
+    model.load_state_dict(state, strict=True)
+    h = torch.relu(model[0](x))
+    torch.testing.assert_close(model(x), conv_transpose2d(h, weight, model[2].bias, 2, 1))
+    with pytest.raises(TypeError, match="transposed"):
+        convert(model, transposed=1)  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------------- validation
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: conv_transpose2d(torch.ones(1, 2, 3, 3, dtype=torch.int64), torch.ones(2, 2, 3, 3)), TypeError, "input"),
+    (lambda: conv_transpose2d(torch.ones(1, 2, 3, 3), torch.ones(2, 2, 3, 3, dtype=torch.float64)), TypeError, "weight"),
+    (lambda: conv_transpose2d(torch.ones(2, 3), torch.ones(2, 2, 3, 3)), ValueError, "rank"),
+    (lambda: conv_transpose2d(torch.ones(1, 2, 3, 3), torch.ones(2, 2, 3)), ValueError, "weight"),
+    (lambda: conv_transpose2d(torch.ones(1, 3, 3, 3), torch.ones(2, 2, 3, 3)), ValueError, "channels"),
+    (lambda: conv_transpose2d(torch.ones(1, 2, 3, 3), torch.ones(2, 2, 3, 3), torch.ones(3)), ValueError, "bias"),
+    (lambda: conv_transpose2d(torch.ones(1, 2, 3, 3), torch.ones(2, 2, 3, 3), groups=0), ValueError, "groups"),
+    (lambda: conv_transpose2d(torch.ones(1, 3, 3, 3), torch.ones(3, 2, 3, 3), groups=2), ValueError, "groups"),
+    (lambda: conv_transpose2d(torch.ones(1, 2, 3, 3), torch.ones(2, 2, 3, 3), stride=2, output_padding=2),
+     ValueError, "output_padding"),
+    (lambda: conv_transpose2d(torch.ones(1, 2, 3, 3), torch.ones(2, 2, 3, 3), padding=-1), ValueError, "padding"),
+    (lambda: conv_transpose2d(torch.ones(1, 2, 3, 3), torch.ones(2, 2, 3, 3), stride=(1, 0)), ValueError, "stride"),
+    (lambda: conv_transpose2d(torch.ones(1, 2, 3, 3), torch.ones(2, 2, 3, 3), dilation=1.5), TypeError, "dilation"),
+    (lambda: conv_transpose2d(torch.ones(1, 2, 1, 1), torch.ones(2, 2, 1, 1), padding=1), ValueError, "length"),
+    (lambda: conv_transpose2d([[1.0]], torch.ones(2, 2, 3, 3)), TypeError, "input"),
+])
+def test_bad_input_gets_a_clear_error(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
