@@ -203,6 +203,11 @@ def data_source(cfg: dict[str, Any], path: Path, array: str | None, holdout: flo
     return Source(channels, draw, (x_eval, y_eval), info)
 
 
+def eval_chunk(side: int) -> int:
+    """Held-out fields per forward pass: 8 at 256x256, more when smaller, 1 when larger."""
+    return max(1, 8 * 256**2 // side**2)
+
+
 def _progress(steps: int, desc: str):
     from tqdm.auto import tqdm
 
@@ -250,7 +255,7 @@ def train_torch(cfg: dict[str, Any], source: Source) -> dict[str, dict[str, Any]
             opt.step()
             losses.append(loss.item())
         with torch.no_grad():
-            pred = torch.cat([model(chunk) for chunk in x_eval.split(8)]).numpy()
+            pred = torch.cat([model(c) for c in x_eval.split(eval_chunk(x_eval.shape[-1]))]).numpy()
         out[variant] = {"loss": losses, "pred": pred}
     return out
 
@@ -305,7 +310,10 @@ def train_jax(cfg: dict[str, Any], source: Source) -> dict[str, dict[str, Any]]:
             x, y = (last(a) for a in source.draw(step))
             params, opt_state, loss = step_fn(params, opt_state, x, y)
             losses.append(float(loss))
-        pred = np.asarray(jax.jit(model.apply)({"params": params}, x_eval))
+        apply = jax.jit(model.apply)
+        n = eval_chunk(x_eval.shape[1])
+        pred = np.concatenate([np.asarray(apply({"params": params}, x_eval[i:i + n]))
+                               for i in range(0, len(x_eval), n)])
         out[variant] = {"loss": losses, "pred": pred.transpose(0, 3, 1, 2)}
     return out
 
