@@ -111,6 +111,7 @@ def test_train_torch_quick(tmp_path, one_thread):
         assert np.mean(r["loss"][-3:]) < r["loss"][0]
 
 
+@pytest.mark.slow
 def test_train_jax_quick(tmp_path):
     pytest.importorskip("flax")
     pytest.importorskip("optax")
@@ -143,6 +144,7 @@ def test_train_rejects_bad_options(tmp_path, capsys, argv, match):
     assert err.startswith("diffconv train: error: ") and match in err and err.count("\n") == 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", ["torch_train.py", "flax_train.py"])
 def test_examples_run(script):
     if script.startswith("flax"):
