@@ -222,3 +222,45 @@ def test_bad_arguments(kwargs, exc, match):
     module = args.pop("module")
     with pytest.raises(exc, match=match):
         convert(module, **args)
+
+
+# ------------------------------------------------------------------------ transposed convolutions
+
+def _transposed_model() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(),
+        nn.Sequential(nn.ConvTranspose2d(4, 3, 4, 2, 1), nn.ReLU()),
+        nn.ConvTranspose2d(3, 2, 3, stride=2, padding=1, output_padding=1, bias=False),
+    )
+
+
+def test_transposed_convs_are_left_alone_by_default():
+    from diffconv.torch import DiffConvTranspose2d
+
+    model = convert(_transposed_model())
+    assert isinstance(model[0], DiffConv2d)
+    assert type(model[2][0]) is nn.ConvTranspose2d and type(model[3]) is nn.ConvTranspose2d
+    assert not any(isinstance(m, DiffConvTranspose2d) for m in model.modules())
+
+
+def test_transposed_true_swaps_every_conv_transpose_keeping_parameters_and_checkpoints():
+    from diffconv.torch import DiffConvTranspose1d, DiffConvTranspose2d, DiffConvTranspose3d
+    from diffconv.torch.functional import conv_transpose2d
+
+    model = _transposed_model().double().eval()
+    state = copy.deepcopy(model.state_dict())
+    weights = [model[2][0].weight, model[3].weight]
+    model = convert(model, transposed=True)
+    assert type(model[2][0]) is DiffConvTranspose2d and type(model[3]) is DiffConvTranspose2d
+    assert [model[2][0].weight, model[3].weight] == weights and model[3].bias is None
+    assert not model[3].training
+    model.load_state_dict(state, strict=True)
+    x = torch.randn(1, 2, 5, 4, dtype=torch.float64)
+    h = torch.relu(model[0](x))
+    h = torch.relu(conv_transpose2d(h, weights[0], model[2][0].bias, 2, 1))
+    torch.testing.assert_close(model(x), conv_transpose2d(h, weights[1], None, 2, 1, 1))
+    assert convert(model, transposed=True)[3] is model[3]             # twins are not converted again
+    for plain, twin in ((nn.ConvTranspose1d(2, 2, 3), DiffConvTranspose1d), (nn.ConvTranspose3d(2, 2, 3), DiffConvTranspose3d)):
+        assert type(convert(plain, transposed=True)) is twin
+    with pytest.raises(TypeError, match="transposed"):
+        convert(model, transposed="yes")

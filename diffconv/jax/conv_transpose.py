@@ -1,9 +1,219 @@
-"""Padding-free transposed convolution for JAX (in progress: not yet implemented)."""
+"""Padding-free transposed convolution for JAX (DESIGN §2, "Transposed convolution").
+
+:func:`conv_transpose` is ``torch.nn.functional.conv_transposeNd``'s mathematics channels-last:
+same output shape, and near the border each output's sum also runs over the ghost inputs it
+reaches outside the data (polynomial extrapolations of the samples nearest the edge,
+:mod:`diffconv.transpose_plan`). Computed as one ``lax.conv_general_dilated`` (input dilated
+by the stride) over the input extended by its few ghosts, the padding of the dilated input
+adjusted so that the output keeps its place. Pure ``jax.numpy``/``lax``: jit, grad and vmap safe.
+"""
 
 from __future__ import annotations
 
-__all__ = ["conv_transpose"]
+import functools
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from .._checks import as_tuple, check_float_dtype, check_same_dtype
+from ..transpose_plan import TransposeAxis, lax_transpose_padding, transpose_axis_lax, transpose_axis_torch
+from ._validate import check_array, check_precision
+
+__all__ = ["conv_transpose", "layer_transpose", "transpose_conv_general"]
+
+_LOW_PRECISION = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16))
 
 
-def conv_transpose(*args, **kwargs):
-    raise NotImplementedError("conv_transpose is being implemented")
+def _work_dtype(dtype: Any) -> np.dtype:
+    """Ghosts are extrapolated in at least float32 (DESIGN §2, precision)."""
+    return np.dtype(np.float32) if jnp.dtype(dtype) in _LOW_PRECISION else np.dtype(dtype)
+
+
+@functools.lru_cache(maxsize=512)
+def _ghost_rows(plan: TransposeAxis, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    gw = plan.ghost_weights()
+    return gw.low.astype(dtype), gw.high.astype(dtype)
+
+
+def _rows_along(rows: np.ndarray, src: jax.Array, axis: int) -> jax.Array:
+    """``rows @ src`` along ``axis``."""
+    return jnp.moveaxis(jnp.tensordot(rows, src, axes=([1], [axis])), 0, axis)
+
+
+def extend(x: jax.Array, plans: Sequence[TransposeAxis]) -> jax.Array:
+    """``x`` ``(N, *L, C)`` with each spatial axis extended by its ghosts (``before``/``after`` of its plan),
+    axis after axis, so corners are the tensor product. Ghosts are formed in at least float32."""
+    dtype = x.dtype
+    work = _work_dtype(dtype)
+    out = x.astype(work)
+    for a, p in enumerate(plans):
+        if not p.has_ghosts:
+            continue
+        axis = 1 + a
+        low, high = _ghost_rows(p, work)
+        parts = [out]
+        n = out.shape[axis]
+        if p.before:
+            parts.insert(0, _rows_along(low, lax.slice_in_dim(out, 0, low.shape[1], axis=axis), axis))
+        if p.after:
+            parts.append(_rows_along(high, lax.slice_in_dim(out, n - high.shape[1], n, axis=axis), axis))
+        out = jnp.concatenate(parts, axis=axis)
+    return out.astype(dtype)
+
+
+def transpose_conv_general(
+    x: jax.Array,
+    rhs: jax.Array,
+    plans: Sequence[TransposeAxis],
+    *,
+    feature_group_count: int = 1,
+    precision: Any = None,
+    preferred_element_type: Any = None,
+) -> jax.Array:
+    """The sums of a transposed convolution over the ghost-extended input.
+
+    ``x`` ``(N, *L, C_in)``; ``rhs`` ``(*k, C_in/groups, C_out)``, the kernel as
+    ``lax.conv_general_dilated`` applies it to the stride-dilated input (``lax.conv_transpose``'s
+    orientation); ``plans``: one :class:`~diffconv.transpose_plan.TransposeAxis` per spatial axis,
+    whose ``crop`` is that of the kernel flipped along every spatial axis. Output ``(N, *out_len, C_out)``.
+    """
+    nd = len(plans)
+    xe = extend(x, plans)
+    pads = []
+    for p, n_ext in zip(plans, xe.shape[1:-1]):
+        extent = (p.kernel_size - 1) * p.dilation
+        lo = extent - p.crop - p.before * p.stride
+        hi = p.out_len - 1 - (n_ext - 1) * p.stride - lo + extent
+        pads.append((lo, hi))
+    spatial = "DHW"[3 - nd:]
+    return lax.conv_general_dilated(
+        xe, rhs, window_strides=(1,) * nd, padding=pads,
+        lhs_dilation=tuple(p.stride for p in plans), rhs_dilation=tuple(p.dilation for p in plans),
+        dimension_numbers=(f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"),
+        feature_group_count=feature_group_count, precision=precision,
+        preferred_element_type=preferred_element_type,
+    )
+
+
+def _torch_form_to_rhs(kernel: jax.Array, groups: int) -> jax.Array:
+    """``(*k, C_in, C_out/g)`` (``kernel[j, ci, co] = torch weight[ci, co, j]``) to the
+    ``lax.conv_general_dilated`` kernel ``(*k, C_in/g, C_out)``, flipped along every spatial axis."""
+    nd = kernel.ndim - 2
+    k, cin, cg = kernel.shape[:nd], kernel.shape[-2], kernel.shape[-1]
+    rhs = kernel.reshape(k + (groups, cin // groups, cg))
+    rhs = jnp.moveaxis(rhs, nd, nd + 1).reshape(k + (cin // groups, groups * cg))
+    return jnp.flip(rhs, axis=tuple(range(nd)))
+
+
+def conv_transpose(
+    x: jax.Array,
+    kernel: jax.Array,
+    bias: jax.Array | None = None,
+    *,
+    strides: int | Sequence[int] = 1,
+    padding: int | Sequence[int] = 0,
+    output_padding: int | Sequence[int] = 0,
+    dilation: int | Sequence[int] = 1,
+    feature_group_count: int = 1,
+    precision: Any = None,
+) -> jax.Array:
+    """``F.conv_transposeNd`` channels-last with ghosts instead of missing inputs.
+
+    ``x`` ``(N, *L, C_in)`` or unbatched ``(*L, C_in)``; ``kernel`` ``(*k, C_in, C_out/groups)``
+    with ``kernel[j..., c_in, c_out] = weight[c_in, c_out, j...]`` of the torch layer; ``bias``
+    ``(C_out,)``; ``padding``/``output_padding`` in torch's meaning. 1-3 spatial dims from the
+    kernel's rank. Output ``(N, *L_out, C_out)``, ``L_out = (L-1)s - 2p + d(k-1) + output_padding + 1``.
+    """
+    for name, value in (("x", x), ("kernel", kernel)):
+        check_array(name, value)
+    if bias is not None:
+        check_array("bias", bias)
+    nd = kernel.ndim - 2
+    if nd not in (1, 2, 3):
+        raise ValueError(
+            f"kernel must have rank 3, 4 or 5 ((*kernel_size, in_features, out_features/groups)), got shape {kernel.shape}"
+        )
+    check_float_dtype("x", str(x.dtype))
+    check_same_dtype("x", str(x.dtype), "kernel", str(kernel.dtype))
+    if bias is not None:
+        check_same_dtype("x", str(x.dtype), "bias", str(bias.dtype))
+    if x.ndim not in (nd + 1, nd + 2):
+        raise ValueError(
+            f"x must have rank {nd + 2} ((N, *spatial, features)) or {nd + 1} (unbatched) for a kernel of rank "
+            f"{nd + 2}, got shape {x.shape}"
+        )
+    g = feature_group_count
+    if isinstance(g, bool) or not isinstance(g, int) or g < 1:
+        raise ValueError(f"feature_group_count must be an int >= 1, got {g!r}")
+    cin = x.shape[-1]
+    if kernel.shape[-2] != cin:
+        raise ValueError(f"kernel has {kernel.shape[-2]} input features (axis -2), but x has {cin}")
+    if cin % g:
+        raise ValueError(f"x features ({cin}) must be divisible by feature_group_count ({g})")
+    cout = kernel.shape[-1] * g
+    if bias is not None and tuple(bias.shape) != (cout,):
+        raise ValueError(f"bias must have shape ({cout},), got {tuple(bias.shape)}")
+    check_precision(precision)
+    s = as_tuple("strides", strides, nd)
+    p = as_tuple("padding", padding, nd, minimum=0)
+    op = as_tuple("output_padding", output_padding, nd, minimum=0)
+    d = as_tuple("dilation", dilation, nd)
+    if any(o >= max(si, di) for o, si, di in zip(op, s, d)):
+        raise ValueError(
+            f"output_padding must be smaller than strides or dilation on each axis, got output_padding={op}, "
+            f"strides={s}, dilation={d}"
+        )
+    spatial = x.shape[-nd - 1:-1]
+    if any(n < 1 for n in spatial):
+        raise ValueError(f"x has an empty spatial axis, shape {x.shape}")
+    plans = [transpose_axis_torch(n, k, si, pi, opi, di)
+             for n, k, si, pi, opi, di in zip(spatial, kernel.shape[:nd], s, p, op, d)]
+    unbatched = x.ndim == nd + 1
+    xb = x[None] if unbatched else x
+    y = transpose_conv_general(xb, _torch_form_to_rhs(kernel, g), plans, feature_group_count=g, precision=precision)
+    if bias is not None:
+        y = y + bias
+    return y[0] if unbatched else y
+
+
+def layer_transpose(
+    inputs: jax.Array,
+    kernel: jax.Array,
+    bias: jax.Array | None,
+    *,
+    padding: Any,
+    strides: Sequence[int],
+    kernel_dilation: Sequence[int],
+    transpose_kernel: bool,
+    precision: Any = None,
+    preferred_element_type: Any = None,
+) -> jax.Array:
+    """The Flax ``ConvTranspose`` layers' computation with ghosts (shared by the linen and NNX layers).
+
+    ``inputs`` ``(*batch, *L, in)`` (any number of batch dims, also none); ``kernel`` as the Flax
+    layer holds it (``(*k, in, out)``, or ``(*k, out, in)`` with ``transpose_kernel``, which flips
+    it as ``lax.conv_transpose`` does); ``padding``: ``'SAME'``, ``'VALID'`` or ``(lo, hi)`` pairs
+    (canonicalised), in ``lax.conv_transpose``'s meaning. Output shape as the Flax layer's.
+    """
+    nd = kernel.ndim - 2
+    ks = tuple(kernel.shape[:nd])
+    if isinstance(padding, str) and padding not in ("SAME", "VALID"):
+        raise ValueError(
+            f"padding must be 'SAME', 'VALID', an int or (low, high) pairs, got {padding!r} (DiffConvTranspose "
+            "extrapolates the border instead of a padding mode)"
+        )
+    batch_shape = inputs.shape[: inputs.ndim - nd - 1]
+    x = jnp.reshape(inputs, (-1,) + inputs.shape[len(batch_shape):])
+    rhs = kernel
+    if transpose_kernel:
+        rhs = jnp.swapaxes(jnp.flip(kernel, axis=tuple(range(nd))), -1, -2)
+    pads = lax_transpose_padding(padding, ks, strides, kernel_dilation)
+    plans = [transpose_axis_lax(n, k, s, d, pad)
+             for n, k, s, d, pad in zip(x.shape[1:-1], ks, strides, kernel_dilation, pads)]
+    y = transpose_conv_general(x, rhs, plans, precision=precision, preferred_element_type=preferred_element_type)
+    if bias is not None:
+        y = y + jnp.reshape(bias, (1,) * (y.ndim - 1) + (-1,))
+    return jnp.reshape(y, batch_shape + y.shape[1:])

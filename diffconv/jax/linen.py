@@ -1,4 +1,5 @@
-"""``flax.linen`` layer: :class:`DiffConv`, a drop-in for ``nn.Conv(padding='SAME')``."""
+"""``flax.linen`` layers: :class:`DiffConv`, a drop-in for ``nn.Conv(padding='SAME')``, and
+:class:`DiffConvTranspose`, a drop-in for ``nn.ConvTranspose``."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ import jax.numpy as jnp
 from flax import linen as nn
 from flax.linen import module as _module
 from flax.linen.dtypes import promote_dtype
-from flax.linen.linear import default_kernel_init
+from flax.linen.linear import canonicalize_padding, default_kernel_init
 
 from ._layer import apply_conv, check_input_rank, kernel_size_tuple, per_axis
+from .conv_transpose import layer_transpose
 
-__all__ = ["DiffConv"]
+__all__ = ["DiffConv", "DiffConvTranspose"]
 
 
 class DiffConv(nn.Module):
@@ -82,4 +84,78 @@ class DiffConv(nn.Module):
             strides=per_axis(self.strides, nd), dilation=per_axis(self.kernel_dilation, nd),
             feature_group_count=groups, edge_kernel=edge_kernel, edge_bias=edge_bias,
             boundary_input_grad=self.boundary_input_grad, precision=self.precision,
+        )
+
+
+def _broadcast(value: None | int | Sequence[int], nd: int, name: str) -> tuple[int, ...]:
+    """Flax's ``maybe_broadcast``: ``None`` means 1, an int applies to every axis."""
+    if value is None:
+        value = 1
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value,) * nd
+    items = tuple(value)
+    if len(items) != nd or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in items):
+        raise ValueError(f"{name} must be None, an int >= 1 or {nd} ints >= 1, got {value!r}")
+    return items
+
+
+class DiffConvTranspose(nn.Module):
+    """``flax.linen.ConvTranspose`` whose border outputs sum over ghosts instead of missing inputs.
+
+    The same attributes, defaults, parameters (``kernel`` ``(*kernel_size, in, features)``, or
+    ``(*kernel_size, features, in)`` with ``transpose_kernel=True``; ``bias`` ``(features,)``) and
+    output shapes for ``padding='SAME'``, ``'VALID'``, an int or ``(low, high)`` pairs (in
+    ``lax.conv_transpose``'s meaning); ``'CIRCULAR'`` is a boundary mode this layer replaces and is
+    rejected. Input ``(*batch, *L, in)``.
+    """
+
+    features: int
+    kernel_size: int | Sequence[int]
+    strides: None | int | Sequence[int] = None
+    padding: Any = "SAME"
+    kernel_dilation: None | int | Sequence[int] = None
+    use_bias: bool = True
+    mask: Any = None
+    dtype: Any = None
+    param_dtype: Any = jnp.float32
+    precision: Any = None
+    kernel_init: Any = default_kernel_init
+    bias_init: Any = nn.initializers.zeros_init()
+    transpose_kernel: bool = False
+    promote_dtype: Any = promote_dtype
+    preferred_element_type: Any = None
+
+    def __post_init__(self) -> None:
+        # Auto-name like nn.ConvTranspose (sharing its counter), so that swapping it for this
+        # layer in a compact module keeps the parameter tree.
+        parent = self.parent
+        if parent is _module._unspecified_parent:
+            parent = _module._context.module_stack[-1]
+        if self.name is None and isinstance(parent, nn.Module) and not parent._state.in_setup \
+                and parent._initialization_allowed:
+            cursor = parent._state.autoname_cursor.get("ConvTranspose", 0)
+            object.__setattr__(self, "name", f"ConvTranspose_{cursor}")
+            parent._state.autoname_cursor["ConvTranspose"] = cursor + 1
+        super().__post_init__()
+
+    @nn.compact
+    def __call__(self, inputs: jax.Array) -> jax.Array:
+        ks = kernel_size_tuple(self.kernel_size)
+        nd = len(ks)
+        check_input_rank(inputs, ks)
+        in_features = inputs.shape[-1]
+        kernel_shape = ks + ((self.features, in_features) if self.transpose_kernel else (in_features, self.features))
+        if self.mask is not None and tuple(self.mask.shape) != kernel_shape:
+            raise ValueError(f"mask must have the kernel's shape {kernel_shape}, got {tuple(self.mask.shape)}")
+        kernel = self.param("kernel", self.kernel_init, kernel_shape, self.param_dtype)
+        if self.mask is not None:
+            kernel = kernel * self.mask
+        bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
+        inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
+        return layer_transpose(
+            inputs, kernel, bias, padding=canonicalize_padding(self.padding, nd),
+            strides=_broadcast(self.strides, nd, "strides"),
+            kernel_dilation=_broadcast(self.kernel_dilation, nd, "kernel_dilation"),
+            transpose_kernel=self.transpose_kernel, precision=self.precision,
+            preferred_element_type=self.preferred_element_type,
         )

@@ -1,4 +1,5 @@
-"""``flax.nnx`` layer :class:`DiffConv` and :func:`convert`, which swaps it in for size-keeping ``nnx.Conv``."""
+"""``flax.nnx`` layers :class:`DiffConv` and :class:`DiffConvTranspose`, and :func:`convert`, which swaps
+:class:`DiffConv` in for size-keeping ``nnx.Conv``."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 from flax.nnx.nn import dtypes
+from types import MappingProxyType
+
 from flax.nnx.nn.linear import canonicalize_padding, default_bias_init, default_kernel_init
 
 from ..coefficients import ghost_widths
 from ._layer import apply_conv, check_input_rank, kernel_size_tuple, per_axis
+from .conv_transpose import layer_transpose
 
-__all__ = ["DiffConv", "convert"]
+__all__ = ["DiffConv", "DiffConvTranspose", "convert"]
 
 
 class DiffConv(nnx.Conv):
@@ -144,3 +148,83 @@ def convert(model: nnx.Module, *, edge_kernel: bool = False, boundary_input_grad
         else:
             setattr(parent, key, twin)
     return model
+
+
+def _broadcast(value: None | int | Sequence[int], nd: int, name: str) -> tuple[int, ...]:
+    """Flax's ``maybe_broadcast``: ``None`` means 1, an int applies to every axis."""
+    if value is None:
+        value = 1
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value,) * nd
+    items = tuple(value)
+    if len(items) != nd or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in items):
+        raise ValueError(f"{name} must be None, an int >= 1 or {nd} ints >= 1, got {value!r}")
+    return items
+
+
+class DiffConvTranspose(nnx.ConvTranspose):
+    """``nnx.ConvTranspose`` whose border outputs sum over ghosts instead of missing inputs.
+
+    The same constructor, attributes (``kernel`` ``(*kernel_size, in, out)``, or
+    ``(*kernel_size, out, in)`` with ``transpose_kernel=True``; ``bias`` ``(out,)``) and output
+    shapes for ``padding='SAME'``, ``'VALID'``, an int or ``(low, high)`` pairs (in
+    ``lax.conv_transpose``'s meaning); ``'CIRCULAR'`` is a boundary mode this layer replaces and
+    is rejected. Input ``(*batch, *L, in)``.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        kernel_size: int | Sequence[int],
+        strides: int | Sequence[int] | None = None,
+        *,
+        padding: Any = "SAME",
+        kernel_dilation: int | Sequence[int] | None = None,
+        use_bias: bool = True,
+        mask: Any = None,
+        dtype: Any = None,
+        param_dtype: Any = jnp.float32,
+        precision: Any = None,
+        kernel_init: Any = default_kernel_init,
+        bias_init: Any = default_bias_init,
+        transpose_kernel: bool = False,
+        promote_dtype: Any = dtypes.promote_dtype,
+        preferred_element_type: Any = None,
+        rngs: nnx.Rngs,
+        kernel_metadata: Any = MappingProxyType({}),
+        bias_metadata: Any = MappingProxyType({}),
+    ) -> None:
+        ks = kernel_size_tuple(kernel_size)
+        padding_lax = canonicalize_padding(padding, len(ks))
+        if isinstance(padding_lax, str) and padding_lax not in ("SAME", "VALID"):
+            raise ValueError(
+                f"padding must be 'SAME', 'VALID', an int or (low, high) pairs, got {padding!r} "
+                "(DiffConvTranspose extrapolates the border instead of a padding mode)"
+            )
+        super().__init__(
+            in_features, out_features, ks, strides, padding=padding, kernel_dilation=kernel_dilation,
+            use_bias=use_bias, mask=mask, dtype=dtype, param_dtype=param_dtype, precision=precision,
+            kernel_init=kernel_init, bias_init=bias_init, transpose_kernel=transpose_kernel,
+            promote_dtype=promote_dtype, preferred_element_type=preferred_element_type, rngs=rngs,
+            kernel_metadata=kernel_metadata, bias_metadata=bias_metadata,
+        )
+
+    def __call__(self, inputs: jax.Array) -> jax.Array:
+        ks = tuple(self.kernel_size)
+        nd = len(ks)
+        check_input_rank(inputs, ks)
+        if self.mask is not None and tuple(self.mask.shape) != tuple(self.kernel_shape):
+            raise ValueError(f"mask must have the kernel's shape {tuple(self.kernel_shape)}, got {tuple(self.mask.shape)}")
+        kernel = self.kernel[...]
+        if self.mask is not None:
+            kernel = kernel * self.mask
+        bias = self.bias[...] if self.bias is not None else None
+        inputs, kernel, bias = self.promote_dtype((inputs, kernel, bias), dtype=self.dtype)
+        return layer_transpose(
+            inputs, kernel, bias, padding=canonicalize_padding(self.padding, nd),
+            strides=_broadcast(self.strides, nd, "strides"),
+            kernel_dilation=_broadcast(self.kernel_dilation, nd, "kernel_dilation"),
+            transpose_kernel=self.transpose_kernel, precision=self.precision,
+            preferred_element_type=self.preferred_element_type,
+        )

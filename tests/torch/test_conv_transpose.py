@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from diffconv.torch import DiffConvTranspose1d, DiffConvTranspose2d, DiffConvTranspose3d, convert
+from diffconv.torch import DiffConvTranspose1d, DiffConvTranspose2d, DiffConvTranspose3d
 from diffconv.torch.functional import conv_transpose1d, conv_transpose2d, conv_transpose3d
 
 PLAIN = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
@@ -300,22 +300,6 @@ def test_module_has_no_padding_mode_argument():
         DiffConvTranspose2d(2, 2, 3, padding_mode="zeros")  # type: ignore[call-arg]
     assert "DiffConvTranspose2d(2, 3, kernel_size=(4, 4), stride=(2, 2), padding=(1, 1))" == repr(
         DiffConvTranspose2d(2, 3, 4, 2, 1))
-
-
-def test_convert_swaps_transposed_layers_only_when_asked():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.ReLU(), nn.ConvTranspose2d(4, 3, 4, 2, 1))
-    x = torch.randn(1, 2, 5, 5)
-    state = {k: v.clone() for k, v in model.state_dict().items()}
-    assert type(convert(model)[2]) is nn.ConvTranspose2d
-    weight = model[2].weight
-    model = convert(model, transposed=True)
-    assert type(model[2]) is DiffConvTranspose2d and model[2].weight is weight
-    model.load_state_dict(state, strict=True)
-    h = torch.relu(model[0](x))
-    torch.testing.assert_close(model(x), conv_transpose2d(h, weight, model[2].bias, 2, 1))
-    with pytest.raises(TypeError, match="transposed"):
-        convert(model, transposed=1)  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------------- validation
