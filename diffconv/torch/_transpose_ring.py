@@ -17,9 +17,11 @@ allocated beyond what the plain layer allocates. All geometry is worked out once
 from __future__ import annotations
 
 import functools
+import itertools
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
@@ -44,27 +46,29 @@ class Extension:
 
 @dataclass(frozen=True)
 class Slab:
-    """One side's ghosts of one axis and where their transposed convolution lands.
+    """The ghosts of one axis, on one or both sides, and where their transposed convolution lands.
 
-    ``dim``: the tensor dim of the axis; the ghosts are ``rows @ x[start : start + span]`` along
-    it, then ``extensions`` along the later axes. ``taps = (j0, n)``: the kernel taps along the
-    axis through which the slab reaches an output. Its convolution output ``(N*t, C_out*n, *)``
-    is rearranged to ``(N, C_out, t*n, *)`` ((ghost, tap) pairs ghost-major); ``keep`` selects the
-    pairs that land inside the output (``None``: all) and ``out_rows`` says where (``out_range``:
-    the same as ``(start, length)`` when contiguous); ``crops``: per other axis ``(lo, length,
-    out_start)``, the part that lands inside the output; ``extents``/``conv_extents``: the slab's
-    input and own convolution output extents along the other axes.
+    ``dim``: the tensor dim of the axis. The edge samples ``x[edge]`` along it (the ``span``
+    nearest each side, sides in order) give the ``sides * t`` ghosts as ``rows @ x[edge]`` (block
+    diagonal), then ``extensions`` add ghosts along the later axes. Each side reaches the output
+    through ``n`` kernel taps along the axis (``kernel_index``: their flat indices in the kernel's
+    spatial grid, ``(sides, n, *other taps)``). The slab's convolution output, rearranged to
+    ``(N, C_out, sides*t*n, *)`` ((side, ghost, tap) order), lands at ``out_rows`` along the axis
+    (``keep``: the entries that land inside the output, ``None`` for all) and, on each other axis,
+    ``crops`` ``(lo, length, out_start)``; ``extents``/``conv_extents``: its input and convolution
+    output extents along the other axes, ``out_lens`` the output's.
     """
 
     dim: int
-    start: int
-    span: int
+    edge: tuple[int, ...]
+    sides: int
+    t: int
     rows: Rows
     extensions: tuple[Extension, ...]
-    taps: tuple[int, int]
+    kernel_index: tuple[int, ...]
+    n: int
     keep: tuple[int, ...] | None
     out_rows: tuple[int, ...]
-    out_range: tuple[int, int] | None
     crops: tuple[tuple[int, int, int], ...]
     extents: tuple[int, ...]
     conv_extents: tuple[int, ...]
@@ -73,9 +77,10 @@ class Slab:
 
 @dataclass(frozen=True)
 class Group:
-    """Slabs whose convolutions run as one grouped call, their inputs zero-padded at the end to
-    ``shape`` along the other axes (``pads``: ``F.pad`` widths per slab, ``out_pads`` the same for
-    their convolution outputs)."""
+    """Slabs whose convolutions run as one grouped call: their inputs side by side along the
+    channels, zero-padded at the end to ``shape`` along the other axes (``pads``: ``F.pad`` widths
+    per slab; ``out_pads`` the same for their convolution outputs, whose common extent is
+    ``conv_shape``); ``kernel_index``: the slabs' kernel taps, stacked."""
 
     slabs: tuple[Slab, ...]
     shape: tuple[int, ...]
@@ -84,6 +89,12 @@ class Group:
     out_pads: tuple[tuple[int, ...], ...]
     stride: tuple[int, ...]
     dilation: tuple[int, ...]
+    kernel_index: tuple[int, ...]
+    other_kernel: tuple[int, ...]
+
+    @property
+    def sides(self) -> int:
+        return sum(s.sides for s in self.slabs)
 
 
 @dataclass(frozen=True)
@@ -96,6 +107,7 @@ class Ring:
     output_padding: tuple[int, ...]
     dilation: tuple[int, ...]
     out_shape: tuple[int, ...]
+    kernel: tuple[int, ...]
     groups: tuple[Group, ...]
 
 
@@ -119,44 +131,79 @@ def output_padding(p: TransposeAxis) -> int:
     return p.out_len - ((p.length - 1) * p.stride - 2 * p.crop + (p.kernel_size - 1) * p.dilation + 1)
 
 
+@dataclass(frozen=True)
+class _Side:
+    high: bool
+    matrix: Any
+    first: int
+    j0: int
+    n: int
+
+
+def _sides(p: TransposeAxis, weights: Any) -> list[_Side]:
+    """The sides of one axis whose ghosts reach an output."""
+    out = []
+    for high, matrix in ((False, weights.low), (True, weights.high)):
+        t = matrix.shape[0]
+        if t:
+            first = p.length if high else -t
+            j0, j1 = _reach(p, first, t)
+            if j1 > j0:
+                out.append(_Side(high, matrix, first, j0, j1 - j0))
+    return out
+
+
 def _slabs(plans: tuple[TransposeAxis, ...]) -> list[Slab]:
     weights = [p.ghost_weights() if p.has_ghosts else None for p in plans]
+    kernel = tuple(p.kernel_size for p in plans)
     out = []
     for a, p in enumerate(plans):
         if weights[a] is None:
             continue
         others = [(b, q) for b, q in enumerate(plans) if b != a]
         extents = tuple(q.length + (q.before + q.after if b > a else 0) for b, q in others)
-        for high, matrix in ((False, weights[a].low), (True, weights[a].high)):
-            t = matrix.shape[0]
-            if not t:
+        crops = []
+        for (b, q), n_in in zip(others, extents):
+            shift = (-q.before if b > a else 0) * q.stride - q.crop     # conv output r lands on out[r + shift]
+            lo, hi = max(0, -shift), min(_conv_extent(n_in, q), q.out_len - shift)
+            crops.append((lo, hi - lo, lo + shift))
+        if any(n <= 0 for _, n, _ in crops):
+            continue
+        sides = _sides(p, weights[a])
+        shapes = {(side.matrix.shape, side.n) for side in sides}
+        # Both sides in one slab when they have as many ghosts, edge samples and taps.
+        for members in ([sides] if len(shapes) == 1 else [[side] for side in sides]):
+            if not members:
                 continue
-            first = p.length if high else -t
-            j0, j1 = _reach(p, first, t)
-            if j1 <= j0:
+            t, span = members[0].matrix.shape
+            n = members[0].n
+            pairs = [(side.first + i) * p.stride + (side.j0 + j) * p.dilation - p.crop
+                     for side in members for i in range(t) for j in range(n)]
+            kept = [(f, o) for f, o in enumerate(pairs) if 0 <= o < p.out_len]
+            if not kept:
                 continue
-            pairs = [(i * (j1 - j0) + j, (first + i) * p.stride + (j0 + j) * p.dilation - p.crop)
-                     for i in range(t) for j in range(j1 - j0)]
-            kept = [(f, o) for f, o in pairs if 0 <= o < p.out_len]
-            crops = []
-            for (b, q), n_in in zip(others, extents):
-                shift = (-q.before if b > a else 0) * q.stride - q.crop     # conv output r lands on out[r + shift]
-                lo, hi = max(0, -shift), min(_conv_extent(n_in, q), q.out_len - shift)
-                crops.append((lo, hi - lo, lo + shift))
-            if not kept or any(n <= 0 for _, n, _ in crops):
-                continue
-            rows_out = tuple(o for _, o in kept)
-            contiguous = rows_out == tuple(range(rows_out[0], rows_out[0] + len(rows_out)))
-            span = matrix.shape[1]
+            rows = []
+            for k, side in enumerate(members):
+                for row in _rows(side.matrix):
+                    rows.append((0.0,) * (k * span) + row + (0.0,) * ((len(members) - 1 - k) * span))
+            index = []
+            for side in members:
+                for j in range(side.j0, side.j0 + n):
+                    for taps in itertools.product(*(range(q.kernel_size) for _, q in others)):
+                        full = list(taps)
+                        full.insert(a, j)
+                        index.append(int(np.ravel_multi_index(full, kernel)))
             out.append(Slab(
-                dim=2 + a, start=p.length - span if high else 0, span=span, rows=_rows(matrix),
+                dim=2 + a,
+                edge=tuple(pos for side in members
+                           for pos in range(p.length - span if side.high else 0, (p.length if side.high else span))),
+                sides=len(members), t=t, rows=tuple(rows),
                 extensions=tuple(Extension(2 + b, _rows(weights[b].low), _rows(weights[b].high))
                                  for b in range(a + 1, len(plans)) if weights[b] is not None),
-                taps=(j0, j1 - j0),
+                kernel_index=tuple(index), n=n,
                 keep=None if len(kept) == len(pairs) else tuple(f for f, _ in kept),
-                out_rows=rows_out, out_range=(rows_out[0], len(rows_out)) if contiguous else None,
-                crops=tuple(crops), extents=extents,
-                conv_extents=tuple(_conv_extent(n, q) for (_, q), n in zip(others, extents)),
+                out_rows=tuple(o for _, o in kept), crops=tuple(crops), extents=extents,
+                conv_extents=tuple(_conv_extent(e, q) for (_, q), e in zip(others, extents)),
                 out_lens=tuple(q.out_len for _, q in others),
             ))
     return out
@@ -175,22 +222,23 @@ def ring(plans: tuple[TransposeAxis, ...]) -> Ring:
     keyed: dict[tuple, list[Slab]] = {}
     for slab in _slabs(plans):
         others = tuple((q.kernel_size, q.stride, q.dilation) for b, q in enumerate(plans) if 2 + b != slab.dim)
-        keyed.setdefault((len(slab.rows), slab.taps[1], others), []).append(slab)
+        keyed.setdefault((slab.t, slab.n, others), []).append(slab)
     groups = []
-    for members in keyed.values():
+    for (_, _, others_key), members in keyed.items():
         shape = tuple(max(col) for col in zip(*(s.extents for s in members)))
         conv_shape = tuple(max(col) for col in zip(*(s.conv_extents for s in members)))
-        others = [q for b, q in enumerate(plans) if 2 + b != members[0].dim]
         groups.append(Group(
             slabs=tuple(members), shape=shape, conv_shape=conv_shape,
             pads=tuple(_pad_widths(s.extents, shape) for s in members),
             out_pads=tuple(_pad_widths(s.conv_extents, conv_shape) for s in members),
-            stride=tuple(q.stride for q in others) or (1,), dilation=tuple(q.dilation for q in others) or (1,),
+            stride=tuple(k[1] for k in others_key) or (1,), dilation=tuple(k[2] for k in others_key) or (1,),
+            kernel_index=tuple(i for s in members for i in s.kernel_index),
+            other_kernel=tuple(k[0] for k in others_key),
         ))
     return Ring(
         nd=len(plans), stride=tuple(p.stride for p in plans), padding=tuple(p.crop for p in plans),
         output_padding=tuple(output_padding(p) for p in plans), dilation=tuple(p.dilation for p in plans),
-        out_shape=tuple(p.out_len for p in plans), groups=tuple(groups),
+        out_shape=tuple(p.out_len for p in plans), kernel=tuple(p.kernel_size for p in plans), groups=tuple(groups),
     )
 
 
@@ -211,24 +259,25 @@ def _work_dtype(dtype: torch.dtype) -> torch.dtype:
 
 def _combine(rows: Rows, src: torch.Tensor, dim: int) -> torch.Tensor:
     """``rows @ src`` along ``dim`` (``src`` has ``len(rows[0])`` entries there)."""
-    if len(rows) * len(rows[0]) > _ELEMENTWISE_MAX:
+    if len(rows) * len(rows[0]) > 4 * _ELEMENTWISE_MAX:
         m = torch.tensor(rows, dtype=src.dtype, device=src.device)
         return torch.matmul(src.movedim(dim, -1), m.T).movedim(-1, dim)
+    cols = src.tensor_split(src.shape[dim], dim) if src.shape[dim] > 1 else (src,)
     parts = []
     for row in rows:
         terms = [(c, v) for c, v in enumerate(row) if v != 0.0]
         if not terms:
-            parts.append(torch.zeros_like(src.narrow(dim, 0, 1)))
+            parts.append(torch.zeros_like(cols[0]))
         elif len(terms) == 1 and terms[0][1] == 1.0:
-            parts.append(src.narrow(dim, terms[0][0], 1))
+            parts.append(cols[terms[0][0]])
         elif len(terms) == 2 and terms[0][1] + terms[1][1] == 1.0:
             # a*u + (1-a)*v, one fused op (every extrapolation row sums to 1)
             (c0, v0), (c1, _) = terms
-            parts.append(torch.lerp(src.narrow(dim, c1, 1), src.narrow(dim, c0, 1), v0))
+            parts.append(torch.lerp(cols[c1], cols[c0], v0))
         else:
-            acc = src.narrow(dim, terms[0][0], 1) * terms[0][1]
+            acc = cols[terms[0][0]] * terms[0][1]
             for c, v in terms[1:]:
-                acc = torch.add(acc, src.narrow(dim, c, 1), alpha=v)
+                acc = torch.add(acc, cols[c], alpha=v)
             parts.append(acc)
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim)
 
@@ -263,23 +312,25 @@ def _unextend(g: torch.Tensor, ext: Extension) -> torch.Tensor:
     return core
 
 
+def _edge(x: torch.Tensor, slab: Slab) -> torch.Tensor:
+    if slab.sides == 1:
+        return x.narrow(slab.dim, slab.edge[0], len(slab.edge))
+    return x.index_select(slab.dim, _index_tensor(slab.edge, x.device))
+
+
 def _slab_input(x: torch.Tensor, slab: Slab, work: torch.dtype) -> torch.Tensor:
-    """The slab's ghosts ``(N*t, C, *others)`` (ghost rows folded into the batch), in ``x.dtype``."""
-    edge = x.narrow(slab.dim, slab.start, slab.span)
+    """The slab's ghosts ``(N*t, sides*C, *others)`` (ghost rows in the batch, sides in the channels)."""
+    edge = _edge(x, slab)
     v = _combine(slab.rows, edge if work == x.dtype else edge.to(work), slab.dim)
     for ext in slab.extensions:
         v = _extend(v, ext)
     if v.dtype != x.dtype:
         v = v.to(x.dtype)
-    v = v.movedim(slab.dim, 1)
-    return v.reshape((-1,) + v.shape[2:])
-
-
-def _slab_weight(weight: torch.Tensor, slab: Slab) -> torch.Tensor:
-    """Taps ``slab.taps`` along the axis folded into the output channels: ``(C_in, C_out/g * n, *others)``,
-    output channel ``c * n + j``."""
-    w = weight.narrow(slab.dim, *slab.taps).movedim(slab.dim, 2)
-    return w.reshape((w.shape[0], -1) + w.shape[3:])
+    v = v.movedim(slab.dim, 2)                                   # (N, C, sides*t, *others)
+    n, c = v.shape[0], v.shape[1]
+    rest = tuple(v.shape[3:])
+    v = v.reshape((n, c, slab.sides, slab.t) + rest).permute((0, 3, 2, 1) + tuple(range(4, 4 + len(rest))))
+    return v.reshape((n * slab.t, slab.sides * c) + rest)
 
 
 def _group_input(x: torch.Tensor, group: Group) -> torch.Tensor:
@@ -292,8 +343,12 @@ def _group_input(x: torch.Tensor, group: Group) -> torch.Tensor:
 
 
 def _group_weight(weight: torch.Tensor, group: Group) -> torch.Tensor:
-    parts = [_slab_weight(weight, slab) for slab in group.slabs]
-    return parts[0] if len(parts) == 1 else torch.cat(parts, 0)
+    """The slabs' taps ``(sides*C_in, C_out/g * n, *other taps)``, output channel ``c * n + j``."""
+    cin, cg = weight.shape[0], weight.shape[1]
+    n = group.slabs[0].n
+    w = weight.reshape(cin, cg, -1).index_select(2, _index_tensor(group.kernel_index, weight.device))
+    w = w.reshape((cin, cg, group.sides, n) + group.other_kernel).movedim(2, 0)
+    return w.reshape((group.sides * cin, cg * n) + group.other_kernel)
 
 
 def _group_conv(v: torch.Tensor, w: torch.Tensor, nd: int, group: Group, groups: int) -> torch.Tensor:
@@ -315,36 +370,26 @@ def _landing(t: torch.Tensor, slab: Slab) -> torch.Tensor:
 
 
 def _add_slab(out: torch.Tensor, z: torch.Tensor, slab: Slab) -> None:
-    """Add the slab's own convolution output ``z`` ``(N*t, C_out*n, *)`` into ``out`` where it lands."""
-    n = slab.taps[1]
+    """Add the slab's convolution output ``z`` ``(N*t, sides*C_out*n, *)`` into ``out`` where it lands."""
     batch, cout = out.shape[0], out.shape[1]
     zs = z.shape[2:] if out.dim() > 3 else ()
-    y = z.reshape((batch, -1, cout, n) + zs).movedim(1, 2).reshape((batch, cout, -1) + zs)
+    y = z.reshape((batch, slab.t, slab.sides, cout, slab.n) + zs).movedim(3, 1).movedim(3, 2)
+    y = y.reshape((batch, cout, -1) + zs)                       # (side, ghost, tap) order
     if slab.keep is not None:
         y = y.index_select(2, _index_tensor(slab.keep, y.device))
     for k, (lo, length, _) in enumerate(slab.crops):
         if length != slab.conv_extents[k]:
             y = y.narrow(3 + k, lo, length)
-    y = y.movedim(2, slab.dim)
-    dst = _landing(out, slab)
-    if slab.out_range is not None:
-        dst.narrow(slab.dim, *slab.out_range).add_(y)
-    else:
-        dst.index_add_(slab.dim, _index_tensor(slab.out_rows, y.device), y)
+    _landing(out, slab).index_add_(slab.dim, _index_tensor(slab.out_rows, y.device), y.movedim(2, slab.dim))
 
 
 def _slab_grad(grad: torch.Tensor, slab: Slab, rows: int) -> torch.Tensor:
-    """Adjoint of :func:`_add_slab`: the gradient of the slab's own convolution output ``(rows, C_out*n, *)``."""
-    src = _landing(grad, slab)
-    if slab.out_range is not None:
-        g = src.narrow(slab.dim, *slab.out_range)
-    else:
-        g = src.index_select(slab.dim, _index_tensor(slab.out_rows, grad.device))
-    g = g.movedim(slab.dim, 2)
-    batch, cout, n = grad.shape[0], grad.shape[1], slab.taps[1]
+    """Adjoint of :func:`_add_slab`: the gradient of the slab's convolution output ``(rows, sides*C_out*n, *)``."""
+    g = _landing(grad, slab).index_select(slab.dim, _index_tensor(slab.out_rows, grad.device)).movedim(slab.dim, 2)
+    batch, cout = grad.shape[0], grad.shape[1]
     zs = slab.conv_extents if grad.dim() > 3 else ()
     if slab.keep is not None or any(length != e for (_, length, _), e in zip(slab.crops, zs)):
-        full = g.new_zeros((batch, cout, (rows // batch) * n) + zs)
+        full = g.new_zeros((batch, cout, slab.sides * slab.t * slab.n) + zs)
         view = full
         for k, (lo, length, _) in enumerate(slab.crops):
             view = view.narrow(3 + k, lo, length)
@@ -353,34 +398,39 @@ def _slab_grad(grad: torch.Tensor, slab: Slab, rows: int) -> torch.Tensor:
         else:
             view.copy_(g)
         g = full
-    return g.reshape((batch, cout, -1, n) + zs).movedim(2, 1).reshape((rows, -1) + zs)
+    g = g.reshape((batch, cout, slab.sides, slab.t, slab.n) + zs)
+    g = g.permute((0, 3, 2, 1, 4) + tuple(range(5, 5 + len(zs))))                  # (N, t, sides, C_out, n, *)
+    return g.reshape((rows, -1) + zs)
 
 
 def forward_ring(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, r: Ring, groups: int,
                  keep_inputs: bool = False):
     """Plain transposed convolution plus every slab's contribution; with ``keep_inputs`` also the
-    groups' convolution inputs (for backward)."""
+    groups' convolution inputs and weights, flat ``[v0, w0, v1, w1, ...]`` (for backward)."""
     out = _PLAIN[r.nd](x, weight, bias, r.stride, r.padding, r.output_padding, groups, r.dilation)
     inputs = []
     for group in r.groups:
         v = _group_input(x, group)
-        count = len(group.slabs)
-        z = _group_conv(v, _group_weight(weight, group), r.nd, group, groups * count)
-        width = z.shape[1] // count
-        for i, slab in enumerate(group.slabs):
-            zi = z if count == 1 else z.narrow(1, i * width, width)
+        w = _group_weight(weight, group)
+        z = _group_conv(v, w, r.nd, group, groups * group.sides)
+        width = z.shape[1] // group.sides
+        offset = 0
+        for slab in group.slabs:
+            zi = z if len(group.slabs) == 1 else z.narrow(1, offset * width, slab.sides * width)
+            offset += slab.sides
             for k, e in enumerate(slab.conv_extents):
                 if e != group.conv_shape[k]:
                     zi = zi.narrow(2 + k, 0, e)
             _add_slab(out, zi, slab)
         if keep_inputs:
-            inputs.append(v)
+            inputs += [v, w]
     return (out, inputs) if keep_inputs else out
 
 
 def backward_ring(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, inputs: Sequence[torch.Tensor],
                   r: Ring, groups: int, has_bias: bool, needs: Sequence[bool]):
-    """Gradients ``(x, weight, bias)`` (``None`` where not needed) of :func:`forward_ring`."""
+    """Gradients ``(x, weight, bias)`` (``None`` where not needed) of :func:`forward_ring`;
+    ``inputs``: the groups' convolution inputs and weights as :func:`forward_ring` keeps them."""
     need_x, need_w, need_b = needs
     need_b = need_b and has_bias
     grad = grad.contiguous()
@@ -390,41 +440,46 @@ def backward_ring(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, inp
     )
     if need_x or need_w:
         work = _work_dtype(x.dtype)
-        cin = weight.shape[0]
-        for group, v in zip(r.groups, inputs):
-            count = len(group.slabs)
-            w = _group_weight(weight, group)
+        cin, cg = weight.shape[0], weight.shape[1]
+        for group, v, w in zip(r.groups, inputs[0::2], inputs[1::2]):
             parts = []
             for slab, pad in zip(group.slabs, group.out_pads):
                 g = _slab_grad(grad, slab, v.shape[0])
                 parts.append(F.pad(g, pad) if pad else g)
-            gz = parts[0] if count == 1 else torch.cat(parts, 1)
-            kshape = tuple(w.shape[2:])
+            gz = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
             if r.nd == 1:
                 v, w, gz = v.unsqueeze(-1), w.unsqueeze(-1), gz.unsqueeze(-1)
             zeros = [0] * len(group.stride)
             gv, gws, _ = torch.ops.aten.convolution_backward(
-                gz, v, w, None, group.stride, zeros, group.dilation, True, zeros, groups * count,
+                gz, v, w, None, group.stride, zeros, group.dilation, True, zeros, groups * group.sides,
                 [need_x, need_w, False])
-            for i, slab in enumerate(group.slabs):
-                if need_w:
-                    g_w = gws if count == 1 else gws.narrow(0, i * cin, cin)
-                    g_w = g_w.reshape((cin, -1, slab.taps[1]) + kshape)
-                    gw.narrow(slab.dim, *slab.taps).add_(g_w.movedim(2, slab.dim))
-                if need_x:
-                    g = gv if count == 1 else gv.narrow(1, i * cin, cin)
-                    if r.nd == 1:
-                        g = g.squeeze(-1)
+            if need_w:
+                n = group.slabs[0].n
+                g_w = gws.reshape((group.sides, cin, cg, n) + group.other_kernel).movedim(0, 2)
+                gw.view(cin, cg, -1).index_add_(2, _index_tensor(group.kernel_index, gw.device),
+                                                g_w.reshape(cin, cg, -1))
+            if need_x:
+                if r.nd == 1:
+                    gv = gv.squeeze(-1)
+                offset = 0
+                for slab in group.slabs:
+                    g = gv if len(group.slabs) == 1 else gv.narrow(1, offset * cin, slab.sides * cin)
+                    offset += slab.sides
                     for k, e in enumerate(slab.extents):
                         if e != group.shape[k]:
                             g = g.narrow(2 + k, 0, e)
-                    g = g.reshape((x.shape[0], -1) + g.shape[1:]).movedim(1, slab.dim)
+                    # (N*t, sides*C, *others) -> (N, C, sides*t, *others) -> the slab's layout
+                    g = g.reshape((x.shape[0], slab.t, slab.sides, cin) + g.shape[2:]).movedim(3, 1).movedim(2, 3)
+                    g = g.reshape((x.shape[0], cin, -1) + g.shape[4:]).movedim(2, slab.dim)
                     if g.dtype != work:
                         g = g.to(work)
                     for ext in reversed(slab.extensions):
                         g = _unextend(g, ext)
                     ge = _combine(_transpose(slab.rows), g, slab.dim)
-                    gx.narrow(slab.dim, slab.start, slab.span).add_(ge)
+                    if slab.sides == 1:
+                        gx.narrow(slab.dim, slab.edge[0], len(slab.edge)).add_(ge)
+                    else:
+                        gx.index_add_(slab.dim, _index_tensor(slab.edge, gx.device), ge.to(gx.dtype))
     return (gx if need_x else None, gw if need_w else None, gb if need_b else None)
 
 
@@ -473,7 +528,9 @@ class _Functorch(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, grad: torch.Tensor):
         x, weight = ctx.saved_tensors
-        inputs = [_group_input(x, group) for group in ctx.ring.groups]
+        inputs = []
+        for group in ctx.ring.groups:
+            inputs += [_group_input(x, group), _group_weight(weight, group)]
         grads = backward_ring(grad, x, weight, inputs, ctx.ring, ctx.groups, ctx.has_bias, ctx.needs_input_grad[:3])
         return grads + (None, None)
 
