@@ -307,3 +307,17 @@ def test_data_options_that_do_not_combine(tmp_path, capsys):
     assert status == 2 and "--arrays and --ndim apply to --data only" in err
     status, _, err = _run(["--data", str(tmp_path / "f.npy"), "--arrays", "f"], capsys)
     assert status == 2 and "array names apply to .npz archives" in err
+
+
+def test_transposed_case_removes_the_boundary_error(tmp_path):
+    """``--transposed``: x2 upsampling of a smooth field against the field sampled on the fine
+    grid; DiffConvTranspose's boundary error is at the level of the interior error, the plain
+    layer's and the paddings' far above it."""
+    assert main(["accuracy", "--transposed", "--quick", "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "accuracy-transposed.json").read_text())
+    for field_kernel in {(r["field"], r["kernel"]) for r in rows}:
+        by = {r["method"]: r for r in rows if (r["field"], r["kernel"]) == field_kernel}
+        diff = by["diffconv"]["boundary_mean"]
+        assert diff < 4 * by["diffconv"]["interior_mean"]
+        assert diff < min(by[m]["boundary_mean"] for m in ("zeros", "replicate", "reflect", "circular"))
+    assert main(["accuracy", "--transposed", "--full", "--out", str(tmp_path)]) == 2

@@ -126,6 +126,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fields", nargs="+", choices=FIELDS, default=None,
                         help="built-in field families to run (default all)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the kernels, flows and random padding")
+    parser.add_argument("--transposed", action="store_true",
+                        help="the transposed case instead: fields at half resolution upsampled x2 by a "
+                             "transposed convolution (bilinear and cubic kernels), DiffConvTranspose vs the "
+                             "plain layer and padding baselines (torch)")
 
 
 def _torch_diffconv() -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
@@ -372,9 +376,28 @@ def _check_options(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _run_transposed(args: argparse.Namespace) -> int:
+    """``--transposed``: :func:`diffconv.transpose_accuracy.transpose_accuracy`, table and JSON."""
+    from ..transpose_accuracy import transpose_accuracy
+
+    if args.data is not None or args.full:
+        return _error("--transposed runs on built-in fields: it takes neither --data nor --full")
+    start = time.perf_counter()
+    rows, table = transpose_accuracy(sizes=(16,) if args.quick else (16, 32, 64))
+    elapsed = time.perf_counter() - start
+    print(table)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "accuracy-transposed.txt").write_text(table + f"\n\ncomputed in {elapsed:.1f} s\n")
+    (args.out / "accuracy-transposed.json").write_text(json.dumps(rows, indent=1) + "\n")
+    print(f"\ncomputed in {elapsed:.1f} s; wrote {args.out / 'accuracy-transposed.txt'}, accuracy-transposed.json")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    if args.transposed:
+        return _run_transposed(args)
     from ..userdata import DataError, load_arrays, require_extent
 
     problem = _check_options(args)
