@@ -2,12 +2,13 @@
 
 ``out = F.conv_transposeNd(x) + (the transposed convolution of the ghosts)``: ghosts are
 linear in ``x``, so their contribution is added to the plain output in place. The ghost
-region is cut into one thin slab per axis and side: the ghosts of axis ``a`` over the data on
-the axes before ``a`` and over the extended range on the axes after it. A slab's contribution
-is a lower-dimensional transposed convolution, with the slab's ghost rows folded into the
-batch and only the kernel taps that reach an output folded into the output channels; slabs
-with the same kernel along their other axes share one grouped convolution call. Backward: the
-plain convolution's backward plus the slabs', added into the edges of the input gradient.
+region is cut into thin slabs, one per axis (one per side where the two sides differ): the
+ghosts of axis ``a`` over the data on the axes before ``a`` and over the extended range on the
+axes after it. A slab's contribution is a lower-dimensional transposed convolution, with its
+ghost rows folded into the batch, its sides into the channels and only the kernel taps that
+reach an output into the output channels; slabs with the same kernel along their other axes
+share one grouped convolution call. Backward: the plain convolution's backward plus the
+slabs', added into the edges of the input gradient.
 
 Saved for backward: ``x``, the weight and the thin slab inputs; nothing input-sized is
 allocated beyond what the plain layer allocates. All geometry is worked out once per shape
@@ -29,8 +30,9 @@ from torch.autograd.function import once_differentiable
 from ..transpose_plan import TransposeAxis
 
 _PLAIN = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
-# Ghost rows with more weights than this are formed by a matmul instead of scaled adds.
-_ELEMENTWISE_MAX = 16
+# Ghost rows with more weights than this (all rows together) are formed by a matmul instead
+# of scaled adds.
+_ELEMENTWISE_MAX = 64
 
 Rows = tuple[tuple[float, ...], ...]
 
@@ -259,7 +261,7 @@ def _work_dtype(dtype: torch.dtype) -> torch.dtype:
 
 def _combine(rows: Rows, src: torch.Tensor, dim: int) -> torch.Tensor:
     """``rows @ src`` along ``dim`` (``src`` has ``len(rows[0])`` entries there)."""
-    if len(rows) * len(rows[0]) > 4 * _ELEMENTWISE_MAX:
+    if len(rows) * len(rows[0]) > _ELEMENTWISE_MAX:
         m = torch.tensor(rows, dtype=src.dtype, device=src.device)
         return torch.matmul(src.movedim(dim, -1), m.T).movedim(-1, dim)
     cols = src.tensor_split(src.shape[dim], dim) if src.shape[dim] > 1 else (src,)
