@@ -113,7 +113,9 @@ def transpose_axis_torch(
     return transpose_axis(length, kernel_size, stride, dilation, padding, n)
 
 
-def transpose_axis_lax(length: int, kernel_size: int, stride: int, dilation: int, pad: tuple[int, int]) -> TransposeAxis:
+def transpose_axis_lax(
+    length: int, kernel_size: int, stride: int, dilation: int, pad: tuple[int, int]
+) -> TransposeAxis:
     """Plan one axis of ``lax.conv_transpose`` with explicit ``pad = (lo, hi)`` of the stride-dilated
     input, for the torch-form kernel (``lax``'s kernel flipped; see :mod:`diffconv.jax.conv_transpose`)."""
     lo, hi = pad
@@ -123,7 +125,10 @@ def transpose_axis_lax(length: int, kernel_size: int, stride: int, dilation: int
 
 
 def lax_transpose_padding(
-    padding: str | Sequence[tuple[int, int]], kernel_size: Sequence[int], strides: Sequence[int], dilation: Sequence[int]
+    padding: str | Sequence[tuple[int, int]],
+    kernel_size: Sequence[int],
+    strides: Sequence[int],
+    dilation: Sequence[int],
 ) -> list[tuple[int, int]]:
     """``lax.conv_transpose``'s padding of the stride-dilated input for ``'SAME'``, ``'VALID'`` or
     explicit ``(lo, hi)`` pairs (used as given), one pair per spatial axis."""

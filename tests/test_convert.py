@@ -260,7 +260,8 @@ def test_transposed_true_swaps_every_conv_transpose_keeping_parameters_and_check
     h = torch.relu(conv_transpose2d(h, weights[0], model[2][0].bias, 2, 1))
     torch.testing.assert_close(model(x), conv_transpose2d(h, weights[1], None, 2, 1, 1))
     assert convert(model, transposed=True)[3] is model[3]             # twins are not converted again
-    for plain, twin in ((nn.ConvTranspose1d(2, 2, 3), DiffConvTranspose1d), (nn.ConvTranspose3d(2, 2, 3), DiffConvTranspose3d)):
+    for plain, twin in ((nn.ConvTranspose1d(2, 2, 3), DiffConvTranspose1d),
+                        (nn.ConvTranspose3d(2, 2, 3), DiffConvTranspose3d)):
         assert type(convert(plain, transposed=True)) is twin
     with pytest.raises(TypeError, match="transposed"):
         convert(model, transposed="yes")

@@ -22,7 +22,8 @@ from .._checks import as_tuple, check_float_dtype, check_same_dtype
 from ..transpose_plan import TransposeAxis, lax_transpose_padding, transpose_axis_lax, transpose_axis_torch
 from ._validate import check_array, check_precision
 
-__all__ = ["conv_transpose", "layer_transpose", "transpose_conv_general"]
+__all__ = ["broadcast_per_axis", "check_layer_padding", "conv_transpose", "layer_transpose",
+           "transpose_conv_general"]
 
 _LOW_PRECISION = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16))
 
@@ -134,7 +135,8 @@ def conv_transpose(
     nd = kernel.ndim - 2
     if nd not in (1, 2, 3):
         raise ValueError(
-            f"kernel must have rank 3, 4 or 5 ((*kernel_size, in_features, out_features/groups)), got shape {kernel.shape}"
+            "kernel must have rank 3, 4 or 5 ((*kernel_size, in_features, out_features/groups)), "
+            f"got shape {kernel.shape}"
         )
     check_float_dtype("x", str(x.dtype))
     check_same_dtype("x", str(x.dtype), "kernel", str(kernel.dtype))
@@ -179,6 +181,27 @@ def conv_transpose(
     return y[0] if unbatched else y
 
 
+def broadcast_per_axis(value: None | int | Sequence[int], nd: int, name: str) -> tuple[int, ...]:
+    """Flax's reading of ``strides``/``kernel_dilation``: ``None`` means 1, an int applies to every axis."""
+    if value is None:
+        value = 1
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value,) * nd
+    items = tuple(value)
+    if len(items) != nd or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in items):
+        raise ValueError(f"{name} must be None, an int >= 1 or {nd} ints >= 1, got {value!r}")
+    return items
+
+
+def check_layer_padding(padding: Any) -> None:
+    """A Flax transposed layer's canonicalised ``padding`` must be 'SAME', 'VALID' or pairs."""
+    if isinstance(padding, str) and padding not in ("SAME", "VALID"):
+        raise ValueError(
+            f"padding must be 'SAME', 'VALID', an int or (low, high) pairs, got {padding!r} (DiffConvTranspose "
+            "extrapolates the border instead of a padding mode)"
+        )
+
+
 def layer_transpose(
     inputs: jax.Array,
     kernel: jax.Array,
@@ -200,11 +223,7 @@ def layer_transpose(
     """
     nd = kernel.ndim - 2
     ks = tuple(kernel.shape[:nd])
-    if isinstance(padding, str) and padding not in ("SAME", "VALID"):
-        raise ValueError(
-            f"padding must be 'SAME', 'VALID', an int or (low, high) pairs, got {padding!r} (DiffConvTranspose "
-            "extrapolates the border instead of a padding mode)"
-        )
+    check_layer_padding(padding)
     batch_shape = inputs.shape[: inputs.ndim - nd - 1]
     x = jnp.reshape(inputs, (-1,) + inputs.shape[len(batch_shape):])
     rhs = kernel

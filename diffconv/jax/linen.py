@@ -13,7 +13,7 @@ from flax.linen.dtypes import promote_dtype
 from flax.linen.linear import canonicalize_padding, default_kernel_init
 
 from ._layer import apply_conv, check_input_rank, kernel_size_tuple, per_axis
-from .conv_transpose import layer_transpose
+from .conv_transpose import broadcast_per_axis, layer_transpose
 
 __all__ = ["DiffConv", "DiffConvTranspose"]
 
@@ -87,18 +87,6 @@ class DiffConv(nn.Module):
         )
 
 
-def _broadcast(value: None | int | Sequence[int], nd: int, name: str) -> tuple[int, ...]:
-    """Flax's ``maybe_broadcast``: ``None`` means 1, an int applies to every axis."""
-    if value is None:
-        value = 1
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value,) * nd
-    items = tuple(value)
-    if len(items) != nd or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in items):
-        raise ValueError(f"{name} must be None, an int >= 1 or {nd} ints >= 1, got {value!r}")
-    return items
-
-
 class DiffConvTranspose(nn.Module):
     """``flax.linen.ConvTranspose`` whose border outputs sum over ghosts instead of missing inputs.
 
@@ -154,8 +142,8 @@ class DiffConvTranspose(nn.Module):
         inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
         return layer_transpose(
             inputs, kernel, bias, padding=canonicalize_padding(self.padding, nd),
-            strides=_broadcast(self.strides, nd, "strides"),
-            kernel_dilation=_broadcast(self.kernel_dilation, nd, "kernel_dilation"),
+            strides=broadcast_per_axis(self.strides, nd, "strides"),
+            kernel_dilation=broadcast_per_axis(self.kernel_dilation, nd, "kernel_dilation"),
             transpose_kernel=self.transpose_kernel, precision=self.precision,
             preferred_element_type=self.preferred_element_type,
         )

@@ -15,7 +15,7 @@ from flax.nnx.nn.linear import canonicalize_padding, default_bias_init, default_
 
 from ..coefficients import ghost_widths
 from ._layer import apply_conv, check_input_rank, kernel_size_tuple, per_axis
-from .conv_transpose import layer_transpose
+from .conv_transpose import broadcast_per_axis, check_layer_padding, layer_transpose
 
 __all__ = ["DiffConv", "DiffConvTranspose", "convert"]
 
@@ -150,18 +150,6 @@ def convert(model: nnx.Module, *, edge_kernel: bool = False, boundary_input_grad
     return model
 
 
-def _broadcast(value: None | int | Sequence[int], nd: int, name: str) -> tuple[int, ...]:
-    """Flax's ``maybe_broadcast``: ``None`` means 1, an int applies to every axis."""
-    if value is None:
-        value = 1
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value,) * nd
-    items = tuple(value)
-    if len(items) != nd or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in items):
-        raise ValueError(f"{name} must be None, an int >= 1 or {nd} ints >= 1, got {value!r}")
-    return items
-
-
 class DiffConvTranspose(nnx.ConvTranspose):
     """``nnx.ConvTranspose`` whose border outputs sum over ghosts instead of missing inputs.
 
@@ -196,12 +184,7 @@ class DiffConvTranspose(nnx.ConvTranspose):
         bias_metadata: Any = MappingProxyType({}),
     ) -> None:
         ks = kernel_size_tuple(kernel_size)
-        padding_lax = canonicalize_padding(padding, len(ks))
-        if isinstance(padding_lax, str) and padding_lax not in ("SAME", "VALID"):
-            raise ValueError(
-                f"padding must be 'SAME', 'VALID', an int or (low, high) pairs, got {padding!r} "
-                "(DiffConvTranspose extrapolates the border instead of a padding mode)"
-            )
+        check_layer_padding(canonicalize_padding(padding, len(ks)))
         super().__init__(
             in_features, out_features, ks, strides, padding=padding, kernel_dilation=kernel_dilation,
             use_bias=use_bias, mask=mask, dtype=dtype, param_dtype=param_dtype, precision=precision,
@@ -215,7 +198,9 @@ class DiffConvTranspose(nnx.ConvTranspose):
         nd = len(ks)
         check_input_rank(inputs, ks)
         if self.mask is not None and tuple(self.mask.shape) != tuple(self.kernel_shape):
-            raise ValueError(f"mask must have the kernel's shape {tuple(self.kernel_shape)}, got {tuple(self.mask.shape)}")
+            raise ValueError(
+                f"mask must have the kernel's shape {tuple(self.kernel_shape)}, got {tuple(self.mask.shape)}"
+            )
         kernel = self.kernel[...]
         if self.mask is not None:
             kernel = kernel * self.mask
@@ -223,8 +208,8 @@ class DiffConvTranspose(nnx.ConvTranspose):
         inputs, kernel, bias = self.promote_dtype((inputs, kernel, bias), dtype=self.dtype)
         return layer_transpose(
             inputs, kernel, bias, padding=canonicalize_padding(self.padding, nd),
-            strides=_broadcast(self.strides, nd, "strides"),
-            kernel_dilation=_broadcast(self.kernel_dilation, nd, "kernel_dilation"),
+            strides=broadcast_per_axis(self.strides, nd, "strides"),
+            kernel_dilation=broadcast_per_axis(self.kernel_dilation, nd, "kernel_dilation"),
             transpose_kernel=self.transpose_kernel, precision=self.precision,
             preferred_element_type=self.preferred_element_type,
         )

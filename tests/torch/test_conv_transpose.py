@@ -115,7 +115,8 @@ def test_1d_matches_truth(k, s):
     for d, p, L in itertools.product((1, 2), range(4), (1, 2, 3, 7)):
         for op in range(max(s, d)):
             if _valid((L,), (k,), (s,), (p,), (op,), (d,)):
-                _check_against_truth(1, (L,), (k,), s, p, op, d, groups=1 + (L + p) % 2, grads=p == 1 and d == 1, seed=cases)
+                _check_against_truth(1, (L,), (k,), s, p, op, d, groups=1 + (L + p) % 2,
+                                     grads=p == 1 and d == 1, seed=cases)
                 cases += 1
     assert cases > 15
 
@@ -200,7 +201,8 @@ def test_short_axes_follow_the_lower_degree_rule():
     want = F.conv_transpose1d(ext, w, None, 1, 0).narrow(2, 2 + 2, 2)
     torch.testing.assert_close(conv_transpose1d(ramp, w, None, 1, 2), want)
     one = torch.tensor([[[2.0]]], dtype=torch.float64)
-    torch.testing.assert_close(conv_transpose1d(one, w, None, 1, 2), 2.0 * w.sum() * torch.ones(1, 1, 1, dtype=torch.float64))
+    constant = 2.0 * w.sum() * torch.ones(1, 1, 1, dtype=torch.float64)
+    torch.testing.assert_close(conv_transpose1d(one, w, None, 1, 2), constant)
 
 
 def test_gradcheck_and_forward_ad_float64():
