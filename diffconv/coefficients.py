@@ -89,12 +89,12 @@ def ghost_widths(kernel_size: int, dilation: int = 1) -> tuple[int, int]:
 
 def source_span(kernel_size: int, dilation: int = 1, length: int | None = None) -> int:
     """Edge samples one side's ghosts are extrapolated from: ``k*d``, or the whole axis when it
-    is shorter (``length``); 0 for ``k = 1``, which has no ghosts."""
+    is shorter (``length``)."""
     k = _check_positive_int("kernel_size", kernel_size)
     d = _check_positive_int("dilation", dilation)
     if length is not None:
         _check_positive_int("length", length)
-    span = 0 if k == 1 else k * d
+    span = k * d
     return span if length is None else min(span, int(length))
 
 
@@ -169,8 +169,6 @@ def ghost_weights(
     for name, w in (("widths[0]", before), ("widths[1]", after)):
         if isinstance(w, bool) or not isinstance(w, (int, np.integer)) or w < 0:
             raise ValueError(f"ghost_weights: {name} must be an int >= 0, got {w!r}")
-    if k == 1 and (before or after):
-        raise ValueError("ghost_weights: kernel_size=1 has no ghosts to extrapolate (widths must be (0, 0))")
     span = source_span(k, d, length) if before or after else 0
     return _ghost_weights(k, d, int(before), int(after), span, bool(exact))
 

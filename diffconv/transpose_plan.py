@@ -61,14 +61,7 @@ class TransposeAxis:
 
         ``low`` is ``(before, span)`` over ``x[:span]``, ``high`` ``(after, span)`` over ``x[-span:]``.
         """
-        widths = (self.before, self.after)
-        if self.nodes >= 2:
-            return ghost_weights(self.nodes, self.lattice, widths=widths, length=self.length)
-        # m = 1: the ghost is the nearest sample on its own lattice. That sample is the only one
-        # its lattice has among the d' samples nearest the edge, so the short-axis rule over
-        # those d' samples (degree 0 through one sample, the edge sample for an empty lattice)
-        # is exactly it; a kernel size of 2 only lets the coefficient module extrapolate.
-        return ghost_weights(2, self.lattice, widths=widths, length=min(self.length, self.lattice))
+        return ghost_weights(self.nodes, self.lattice, widths=(self.before, self.after), length=self.length)
 
 
 def _int(name: str, value: object, minimum: int | None) -> int:

@@ -96,8 +96,8 @@ def test_ghost_widths_and_source_span(k, d):
     assert sum(ghost_widths(k, d)) == extent - 1                # size-keeping
     if k % 2 and d == 1:
         assert ghost_widths(k, d) == (k // 2, k // 2)           # nn.Conv2d(padding=k//2)
-    assert source_span(k, d) == (0 if k == 1 else k * d)
-    assert source_span(k, d, 2) == min(2, 0 if k == 1 else k * d)
+    assert source_span(k, d) == k * d
+    assert source_span(k, d, 2) == min(2, k * d)
     g = ghost_weights(k, d)
     assert g.low.shape == (ghost_widths(k, d)[0], source_span(k, d) if g.low.shape[0] else 0)
     assert g.high.shape[0] == ghost_widths(k, d)[1]
@@ -131,6 +131,15 @@ def test_short_axis_ghosts_take_the_highest_degree_the_lattice_holds(k, d):
         g = ghost_weights(k, d, length=length, exact=True)
         assert np.array_equal(g.low, ghost_weights(k, d, exact=True).low)
         assert np.array_equal(g.high, ghost_weights(k, d, exact=True).high)
+
+
+def test_kernel_size_one_ghosts_are_the_nearest_sample_on_their_lattice():
+    """Degree 0 (the transposed convolution's m = 1): each ghost copies the sample nearest it
+    on its own lattice, or the edge sample when the lattice is empty."""
+    g = ghost_weights(1, 3, widths=(4, 2), length=2, exact=True)
+    # low ghosts at -4..-1 (lattices 2, 0, 1, 2 mod 3), high ghosts at 2, 3 (lattices 2, 0)
+    assert [list(r) for r in g.low] == [[1, 0], [1, 0], [0, 1], [1, 0]]
+    assert [list(r) for r in g.high] == [[0, 1], [1, 0]]
 
 
 def test_ghosts_stay_on_their_dilation_lattice():
@@ -187,7 +196,6 @@ def test_lagrange_basis_partition_of_unity_and_kronecker_delta(nodes):
     (lambda: source_span(3, 0), ValueError, r"dilation must be an int >= 1, got 0"),
     (lambda: ghost_weights(3, widths=(-1, 1)), ValueError, r"widths\[0\] must be an int >= 0, got -1"),
     (lambda: ghost_weights(3, widths=(1, 1.5)), ValueError, r"widths\[1\] must be an int >= 0, got 1.5"),
-    (lambda: ghost_weights(1, widths=(1, 0)), ValueError, r"kernel_size=1 has no ghosts"),
     (lambda: lagrange_basis([0, 1, 1], [0]), ValueError, r"nodes must be distinct, got \(0, 1, 1\)"),
     (lambda: transformation_matrix((3, 3), (0,)), ValueError, r"kernel_size \(3, 3\) and shift \(0,\) differ in length"),
     (lambda: published_matrices(0), ValueError, r"n must be an int >= 1, got 0"),
