@@ -11,7 +11,7 @@ from typing import Sequence
 
 from .coefficients import ghost_widths, source_span
 
-__all__ = ["AxisPlan", "axis_plan", "boundary_boxes", "ghost_sides"]
+__all__ = ["AxisPlan", "axis_plan", "boundary_boxes", "window"]
 
 
 @dataclass(frozen=True)
@@ -75,18 +75,6 @@ def boundary_boxes(plans: Sequence[AxisPlan]) -> list[tuple[int, Box]]:
             if all(h > l for l, h in box):
                 boxes.append((a, box))
     return boxes
-
-
-def ghost_sides(p: AxisPlan) -> list[tuple[int, int, int, int]]:
-    """``(out_lo, out_hi, tap_lo, tap_hi)`` per boundary side of one axis: the outputs whose
-    window reaches a ghost of that side, and the kernel taps along the axis that can."""
-    sides = []
-    if p.n_low:
-        sides.append((0, p.n_low, 0, _ceil_div(p.before, p.dilation)))
-    if p.n_high:
-        t0 = _ceil_div(p.before + p.length - (p.out_len - 1) * p.stride, p.dilation)
-        sides.append((p.out_len - p.n_high, p.out_len, max(t0, 0), p.kernel_size))
-    return sides
 
 
 def window(p: AxisPlan, lo: int, hi: int, t0: int = 0, t1: int | None = None) -> tuple[int, int]:
