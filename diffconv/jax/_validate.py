@@ -80,6 +80,12 @@ def validate_conv_args(
         edge_kernel_name="edge_kernel",
         groups_name="feature_group_count",
     )
+    spatial = tuple(x.shape[rank - nd - 1:rank - 1])
+    if any(n < 1 for n in spatial):
+        raise ValueError(
+            f"x has a spatial axis of length 0 (shape {tuple(x.shape)}); a convolution needs at least one sample "
+            "per spatial axis"
+        )
     if not isinstance(boundary_input_grad, bool):
         raise TypeError(f"boundary_input_grad must be a bool, got {boundary_input_grad!r}")
     check_precision(precision)

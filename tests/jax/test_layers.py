@@ -141,3 +141,56 @@ def test_interop_round_trip_layouts():
         assert torch.equal(back[name], value)
     with pytest.raises(ValueError, match="no 'weight'"):
         torch_to_flax_params({"bias": sd["bias"]})
+
+
+def test_layers_run_on_maps_shorter_than_the_kernel(x64):
+    """linen and NNX DiffConv on a 1x2 map with a 5x3 kernel: the functional result, which the
+    truth tests cover; on a single sample every ghost is that sample, so a 1x1 map gives the
+    sum of the kernel's taps."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 1, 2, 3))
+    layer = dlinen.DiffConv(4, (5, 3), edge_kernel=True, param_dtype=jnp.float64)
+    params = layer.init(jax.random.key(0), x)
+    p = params["params"]
+    want = conv(x, p["kernel"], p["bias"], edge_kernel=p["edge_kernel"], edge_bias=p["edge_bias"])
+    assert rel_err(layer.apply(params, x), want) < 1e-12
+
+    n = dnnx.DiffConv(3, 4, (5, 3), param_dtype=jnp.float64, rngs=nnx.Rngs(0))
+    assert rel_err(n(x), conv(x, n.kernel[...], n.bias[...])) < 1e-12
+    one = x[:, :1, :1]
+    want_one = one @ n.kernel[...].sum(axis=(0, 1)) + n.bias[...]
+    assert rel_err(n(one), want_one) < 1e-12
+
+
+class Encoder(nnx.Module):
+    """Five 'SAME' convolutions, max-pooled from 16x16 down to 1x1."""
+
+    def __init__(self, rngs):
+        self.convs = nnx.List([nnx.Conv(c, 4, (3, 3), rngs=rngs) for c in (2, 4, 4, 4, 4)])
+
+    def __call__(self, x):
+        for i, c in enumerate(self.convs):
+            x = nnx.relu(c(x))
+            if i < 4:
+                x = nnx.max_pool(x, (2, 2), (2, 2))
+        return x.mean(axis=(1, 2))
+
+
+def test_converted_encoder_reaching_one_pixel_trains_a_step():
+    model = dnnx.convert(Encoder(nnx.Rngs(0)))
+    assert all(isinstance(c, dnnx.DiffConv) for c in model.convs)
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((2, 16, 16, 2)), jnp.float32)
+    opt = nnx.Optimizer(model, __import__("optax").sgd(0.1), wrt=nnx.Param)
+
+    @nnx.jit
+    def step(model, opt, x):
+        loss, grads = nnx.value_and_grad(lambda m: ((m(x) - 1.0) ** 2).mean())(model)
+        opt.update(model, grads)
+        return loss, grads
+
+    before = model.convs[4].kernel[...]
+    loss, grads = step(model, opt, x)
+    last = grads["convs"][4]["kernel"][...]                     # the layer that sees 1x1 maps
+    assert np.isfinite(float(loss))
+    assert np.isfinite(np.asarray(last)).all() and np.abs(last).max() > 0
+    assert not np.array_equal(np.asarray(model.convs[4].kernel[...]), np.asarray(before))
