@@ -1,5 +1,6 @@
-"""The banded form: a 2-d, stride-1 convolution as the zero-padded convolution plus its ghost
-ring, convolved as four thin bands in one grouped convolution, in one autograd node.
+"""The banded form: a 2-d (or 1-d), stride-1 convolution as the zero-padded convolution plus
+its ghost ring, convolved as four (in 1-d: two) thin bands in one grouped convolution, in one
+autograd node.
 
 The ghost-padded input is ``P = Z + D``: ``Z`` the zero-padded input, ``D`` the ghosts alone
 (the ring of ``p = k // 2`` samples around the data). ``conv(P) = conv_same_zero(x) + conv(D)``,
@@ -32,12 +33,54 @@ def _side(k: int) -> Side:
 
 def banded_applies(lengths: tuple[int, ...], kernel_size: tuple[int, ...], strides: tuple[int, ...],
                    dilations: tuple[int, ...]) -> bool:
-    """Whether the banded form covers a convolution: 2-d, stride 1, no dilation, square odd
-    kernel > 1, both sides at least ``k`` long."""
-    if len(lengths) != 2 or any(s != 1 for s in strides) or any(d != 1 for d in dilations):
+    """Whether the banded form covers a convolution: 1-d or 2-d, stride 1, no dilation, square
+    odd kernel > 1, every side at least ``k`` long."""
+    if len(lengths) not in (1, 2) or any(s != 1 for s in strides) or any(d != 1 for d in dilations):
         return False
-    kh, kw = kernel_size
-    return kh == kw and kh % 2 == 1 and kh > 1 and min(lengths) >= kh
+    k = kernel_size[0]
+    return len(set(kernel_size)) == 1 and k % 2 == 1 and k > 1 and min(lengths) >= k
+
+
+def _line_bands(x: torch.Tensor, k: int) -> torch.Tensor:
+    """1-d: the two bands ``(N, 2C, 2p - 1)`` of ``x`` ``(N, C, L)``: the ``p`` low ghosts then
+    ``p - 1`` zeros, and ``p - 1`` zeros then the ``p`` high ghosts."""
+    side, p = _side(k), k // 2
+    ghosts = lead_matmul(operator(side, x.device, x.dtype), edges(x, 2, side))        # (2p, N, C)
+    bands = ghosts.new_zeros(x.shape[0], 2, x.shape[1], 2 * p - 1)
+    bands[:, 0, :, :p] = ghosts[:p].permute(1, 2, 0)
+    bands[:, 1, :, p - 1:] = ghosts[p:].permute(1, 2, 0)
+    return bands.flatten(1, 2)
+
+
+def _line_weight(w: torch.Tensor) -> torch.Tensor:
+    """1-d: the taps of each band ``(2O, C/groups, p)``: the first and the last ``p``."""
+    p = w.shape[-1] // 2
+    return torch.cat([w[..., :p], w[..., w.shape[-1] - p:]])
+
+
+def _line_forward(x: torch.Tensor, w: torch.Tensor, groups: int, y: torch.Tensor) -> torch.Tensor:
+    """Add the 1-d ghosts' outputs onto the ``p`` first and last outputs of ``y``; returns the bands."""
+    bands, (O, p, L) = _line_bands(x, w.shape[-1]), (w.shape[0], w.shape[-1] // 2, y.shape[-1])
+    out = F.conv1d(bands, _line_weight(w), None, 1, 0, 1, 2 * groups)
+    y[..., :p].add_(out[:, :O])
+    y[..., L - p:].add_(out[:, O:])
+    return bands
+
+
+def _line_backward(g, bands, w, groups, dx, dw, need_x, need_w) -> None:
+    """Add the 1-d bands' gradients onto ``dx`` ``(N, C, L)`` and ``dw`` (each where needed)."""
+    k, O, L = w.shape[-1], w.shape[0], g.shape[-1]
+    side, p = _side(k), k // 2
+    g_bands = torch.cat([g[..., :p], g[..., L - p:]], 1)
+    g_b, g_w, _ = torch.ops.aten.convolution_backward(
+        g_bands, bands, _line_weight(w), None, [1], [0], [1], False, [0], 2 * groups, [need_x, need_w, False])
+    if need_w:
+        dw[..., :p].add_(g_w[:O])
+        dw[..., k - p:].add_(g_w[O:])
+    if need_x:
+        C = g_b.shape[1] // 2
+        g_ghosts = torch.cat([g_b[:, :C, :p].permute(2, 0, 1), g_b[:, C:, p - 1:].permute(2, 0, 1)])
+        add_edges(dx, 2, lead_matmul(operator(side, g.device, g.dtype), g_ghosts, transpose=True), side, 0, L)
 
 
 def _ring(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -218,15 +261,22 @@ def _bands_around(first: bool, bands, main):
 
 
 class BandedConv(torch.autograd.Function):
-    """``apply(x, weight, bias, groups, bands_first, composite)`` for ``x`` ``(N, C, H, W)`` and a
-    layer :func:`banded_applies` to; ``composite`` differentiates a second-order backward."""
+    """``apply(x, weight, bias, groups, bands_first, composite)`` for ``x`` ``(N, C, L)`` or
+    ``(N, C, H, W)`` and a layer :func:`banded_applies` to; ``composite`` differentiates a
+    second-order backward. In 1-d the ring is two bands (:func:`_line_forward`)."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, groups, bands_first, composite):
-        (out, ctx.kept), y = _bands_around(
-            bands_first, lambda: band_outputs(x, weight, groups),
-            lambda: F.conv2d(x, weight, bias, 1, weight.shape[-1] // 2, 1, groups))
-        add_band_outputs(y, out)
+        k = weight.shape[-1]
+        conv = F.conv1d if x.dim() == 3 else F.conv2d
+        if x.dim() == 3:
+            y = conv(x, weight, bias, 1, k // 2, 1, groups)
+            ctx.kept = _line_forward(x, weight, groups, y)
+        else:
+            (out, ctx.kept), y = _bands_around(
+                bands_first, lambda: band_outputs(x, weight, groups),
+                lambda: conv(x, weight, bias, 1, k // 2, 1, groups))
+            add_band_outputs(y, out)
         ctx.groups, ctx.bands_first, ctx.composite = groups, bands_first, composite
         ctx.save_for_backward(x, weight, bias)
         return y
@@ -238,13 +288,21 @@ class BandedConv(torch.autograd.Function):
         if torch.is_grad_enabled():
             grads = composite_grads(ctx.composite, (x, w, b, None, None), (need_x, need_w, need_b, False, False), g)
             return (*grads[:3], None, None, None)
-        g, k, groups = g.contiguous(), w.shape[-1], ctx.groups
+        g, k, groups, nd = g.contiguous(), w.shape[-1], ctx.groups, x.dim() - 2
+
+        def main():
+            return torch.ops.aten.convolution_backward(
+                g, x, w, [w.shape[0]] if b is not None else None, [1] * nd, [k // 2] * nd, [1] * nd, False,
+                [0] * nd, groups, [need_x, need_w, need_b])
+
+        if nd == 1:
+            dx, dw, db = main()
+            _line_backward(g, ctx.kept, w, groups, dx, dw, need_x, need_w)
+            return dx, dw, db, None, None, None
         band, (dx, dw, db) = _bands_around(
             ctx.bands_first,
             lambda: band_grads(g, ctx.kept, w, groups, need_x, need_w) if need_x or need_w else None,
-            lambda: torch.ops.aten.convolution_backward(
-                g, x, w, [w.shape[0]] if b is not None else None, [1, 1], [k // 2] * 2, [1, 1], False, [0, 0],
-                groups, [need_x, need_w, need_b]))
+            main)
         if band is not None:
             add_band_grads(dx, dw, band, k)
         return dx, dw, db, None, None, None

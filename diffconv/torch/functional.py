@@ -3,9 +3,9 @@
 ``convNd`` checks its arguments, plans the geometry and hands the call to the form that
 :func:`choose_form` picks, the one decision point:
 
-* ``"banded"`` (:mod:`~diffconv.torch._banded`): plain float 2-d stride-1 layers with a square
-  odd kernel on maps of at least :data:`BANDED_MIN_SIDE`: ``padding='same'``'s own convolution
-  plus the ghost ring as four thin bands, one autograd node;
+* ``"banded"`` (:mod:`~diffconv.torch._banded`): plain float 1-d layers and 2-d ones on maps of
+  at least :data:`BANDED_MIN_SIDE`, stride 1, square odd kernel: ``padding='same'``'s own
+  convolution plus the ghost ring as thin bands (four in 2-d, two in 1-d), one autograd node;
 * ``"padded"`` (:mod:`~diffconv.torch._padded`): every other eager call: a transient
   ghost-padded buffer and a VALID convolution, one autograd node;
 * ``"composite"``: the ghost-padded input from plain differentiable operations
@@ -82,7 +82,9 @@ def choose_form(x: torch.Tensor, weight: torch.Tensor, geo: Geometry, tensors: S
     banded = (not geo.special and x.dtype in _PLAIN_DTYPES
               and banded_applies(lengths, tuple(weight.shape[2:]), geo.strides, geo.dilations))
     if _transformed(x, weight, *tensors):
-        return "traced-banded" if banded and torch.compiler.is_compiling() else "composite"
+        return "traced-banded" if banded and len(lengths) == 2 and torch.compiler.is_compiling() else "composite"
+    if banded and len(lengths) == 1:
+        return "banded"
     if not banded or min(lengths) < BANDED_MIN_SIDE:
         return "padded"
     input_light = x.shape[1] < weight.shape[0] and lengths[0] * lengths[1] <= INPUT_LIGHT_MAX_POSITIONS

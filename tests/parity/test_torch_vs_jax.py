@@ -33,6 +33,14 @@ def test_float64_grid(x64, nd, k, batch, groups, bias, edge, bgrad, stride, dila
     assert_same(got_t, got_j, 1e-10)
 
 
+@pytest.mark.parametrize("k,groups,length", [(3, 1, 11), (5, 2, 9), (7, 1, 30)])
+def test_float64_1d_bands(x64, k, groups, length):
+    """Plain 1-d stride-1 layers with an odd kernel: torch's banded form (two bands)."""
+    got_t, got_j = run_both(1, k, dtype="float64", batch=2, groups=groups, bias=True, edge=False, bgrad=True,
+                            stride=1, dilation=1, lengths=(length,), form="banded")
+    assert_same(got_t, got_j, 1e-10)
+
+
 @pytest.mark.parametrize("k,groups,lengths,channels,form", [
     (3, 1, (64, 70), (3, 3), "banded"), (5, 2, (72, 64), (3, 2), "banded"), (7, 1, (64, 64), (2, 2), "banded"),
     (3, 1, (64, 66), (2, 3), "padded"),          # fewer input than output channels

@@ -62,6 +62,9 @@ FORM_CASES = [
     ((1, 2, 64, 64), (3, 3), 2, 1, 1, 2, "padded"),        # stride
     ((1, 2, 64, 64), (3, 3), 1, 2, 1, 2, "padded"),        # dilation
     ((2, 2, 19), (5,), 2, 1, 1, 3, "padded"),
+    ((2, 4, 19), (5,), 1, 1, 2, 4, "banded"),             # 1-d: two bands
+    ((1, 2, 9), (3,), 1, 1, 1, 3, "banded"),
+    ((1, 2, 9), (4,), 1, 1, 1, 2, "padded"),
     ((1, 2, 6, 5, 7), (3, 2, 3), (1, 2, 2), (2, 1, 1), 1, 2, "padded"),
 ]
 
@@ -103,6 +106,7 @@ GRAD_CASES = [
     ((1, 2, 64, 64), (5, 5), {}, "banded"),
     ((1, 2, 9, 8), (3, 4), dict(stride=(2, 1), dilation=(1, 2)), "padded"),
     ((1, 2, 10), (5,), dict(dilation=2), "padded"),
+    ((1, 2, 10), (5,), {}, "banded"),
     ((1, 1, 5, 4, 6), (3, 2, 3), {}, "padded"),
     ((1, 2, 8, 7), (3, 3), dict(edge=True), "padded"),
     ((1, 2, 9), (4,), dict(edge=True, stride=2), "padded"),
@@ -126,11 +130,13 @@ def test_gradients_of_each_form_by_gradcheck(shape, ks, opts, form):
     assert torch.autograd.gradcheck(f, inputs, fast_mode=True)
 
 
-@pytest.mark.parametrize("shape,ks,form", [((1, 1, 64, 64), (3, 3), "banded"), ((1, 1, 7, 6), (3, 3), "padded")])
+@pytest.mark.parametrize("shape,ks,form", [((1, 1, 64, 64), (3, 3), "banded"), ((1, 1, 7, 6), (3, 3), "padded"),
+                                           ((1, 2, 8), (3,), "banded")])
 def test_double_backward_of_each_form_by_gradgradcheck(shape, ks, form):
     x, w, b, _, _ = _tensors(shape, 1, ks)
-    assert form_ran(DF.conv2d(x, w, b)) == form
-    assert torch.autograd.gradgradcheck(lambda x, w: DF.conv2d(x, w), (x, w), fast_mode=True)
+    f = FUNCS[len(ks)]
+    assert form_ran(f(x, w, b)) == form
+    assert torch.autograd.gradgradcheck(lambda x, w: f(x, w), (x, w), fast_mode=True)
 
 
 def test_the_boundary_switch_keeps_edge_gradients_off_by_gradcheck():
