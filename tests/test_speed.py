@@ -28,24 +28,51 @@ def test_cpu_peak_memory_follows_allocations():
 
 @pytest.mark.parametrize("framework", ["torch", "jax"])
 def test_speed_quick_writes_documented_json(framework, tmp_path):
+    """Every registered model runs in both variants; the JSON holds the documented keys, and a
+    compile (or first-step) time for each variant with the method that measured it."""
     if framework == "jax":
         pytest.importorskip("jax")
-    path = tmp_path / "speed.json"
-    assert main(["speed", "--quick", "--framework", framework, "--models", "stack", "unet", "--json", str(path)]) == 0
-    data = json.loads(path.read_text())
-    from diffconv.commands.speed import RESULT_KEYS
+    from diffconv.commands.speed import MODELS, RESULT_KEYS
 
+    path = tmp_path / "speed.json"
+    assert main(["speed", "--quick", "--framework", framework, "--models", *MODELS, "--json", str(path)]) == 0
+    data = json.loads(path.read_text())
     assert data["result_keys"] == list(RESULT_KEYS)
     assert data["device_names"] == {framework: "cpu"}
-    assert {(r["framework"], r["model"]) for r in data["results"]} == {(framework, "stack"), (framework, "unet")}
+    assert {(r["framework"], r["model"]) for r in data["results"]} == {(framework, m) for m in MODELS}
     for r in data["results"]:
         assert set(RESULT_KEYS) <= set(r)
-        for key in ("time_ratio", "time_ratio_paired", "memory_ratio", "time_zero_s", "time_diff_s"):
+        for key in ("time_ratio", "time_ratio_paired", "memory_ratio", "time_zero_s", "time_diff_s",
+                    "compile_zero_s", "compile_diff_s"):
             assert math.isfinite(r[key]) and r[key] > 0
         assert r["time_ratio_q1"] <= r["time_ratio_paired"] <= r["time_ratio_q3"]
         assert r["memory_zero_bytes"] > 0 and r["memory_diff_bytes"] > 0
-        for key in ("compile_zero_s", "compile_diff_s"):       # jitted in JAX; eager torch compiles nothing
-            assert (r[key] > 0) if framework == "jax" else r[key] is None
+        assert r["compile_method"] == ("jax.jit lower + compile of the train step" if framework == "jax"
+                                       else "eager first step (torch compiles nothing)")
+
+
+def test_speed_times_a_newly_registered_model(tmp_path):
+    """One registration adds a model to ``--models`` and to the run: here a single layer, built
+    by the registry's own conv factories, whose zero-padded and DiffConv variants differ."""
+    from diffconv.commands import speed
+
+    model = speed.BenchModel(
+        "one_layer",
+        torch=lambda v, c, k: speed._torch_conv(v)(c, c, k),
+        jax=lambda v, c, k, dtype: speed._jax_conv(v, dtype)(c, k),
+        in_channels=lambda c: c, batch=2, adam=False,
+    )
+    speed.register(model)
+    try:
+        path = tmp_path / "speed.json"
+        assert main(["speed", "--quick", "--models", "one_layer", "--json", str(path)]) == 0
+    finally:
+        del speed.MODELS["one_layer"]
+    results = json.loads(path.read_text())["results"]
+    assert {(r["framework"], r["model"], r["batch"]) for r in results} == {("torch", "one_layer", 1),
+                                                                          ("jax", "one_layer", 1)}
+    with pytest.raises(SystemExit):                                  # gone again
+        main(["speed", "--quick", "--models", "one_layer"])
 
 
 @pytest.mark.skipif(not hasattr(torch, "compile"), reason="torch.compile unavailable")
@@ -62,7 +89,8 @@ def test_speed_torch_compile_runs_the_compiled_models(compiled, tmp_path):
     (r,) = data["results"]
     assert math.isfinite(r["time_ratio_paired"]) and r["memory_diff_bytes"] > 0
     for key in ("compile_zero_s", "compile_diff_s"):
-        assert (r[key] > 0) if compiled else r[key] is None
+        assert r[key] > 0
+    assert r["compile_method"].startswith("torch.compile" if compiled else "eager")
 
 
 def test_paired_ratio_is_the_median_of_per_round_ratios():
@@ -82,7 +110,8 @@ def test_paired_ratio_is_the_median_of_per_round_ratios():
     (["--size", "30"], "multiple of 4"),
     (["--repeats", "0"], "--repeats"),
     (["--kernel-sizes", "0"], "--kernel-sizes"),
-    (["--size", "16", "--kernel-sizes", "5", "--models", "unet"], "too small for the unet"),
+    (["--size", "30", "--models", "resnet"], "multiple of 4 for the resnet"),
+    (["--compile-repeats", "0"], "--compile-repeats"),
     (["--threads", "0"], "--threads"),
 ])
 def test_speed_rejects_bad_arguments(argv, match):

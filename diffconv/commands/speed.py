@@ -1,19 +1,24 @@
-"""``diffconv speed``: time and peak memory of DiffConv vs zero ``'same'`` padding, same process.
+"""``diffconv speed``: time, peak memory and compile time of DiffConv vs zero ``'same'`` padding.
 
-For each framework, model (``stack``: four size-keeping convolutions with ReLU between;
-``unet``: a small 3->3 UNet with tanh, MSE loss and an Adam step) and kernel size, the two
-variants run alternately on identical weights and data; the report gives medians and the
-ratios DiffConv / zero padding.
+For each framework, model (the :data:`MODELS` registry: ``stack``, ``unet``, ``gelu``,
+``resnet``; :func:`register` adds one) and kernel size, the two variants run alternately on
+identical weights and data; the report gives medians and the ratios DiffConv / zero padding.
 
 Peak memory: on CUDA ``torch.cuda.max_memory_allocated``; on CPU the profiler's allocation
 and free events of one training step, accumulated in time order (peak of live bytes allocated
 during the step; parameters and inputs allocated before it are not counted). JAX: the
 compiled train step's ``memory_analysis()`` (temporaries + arguments + outputs).
+
+Compile time: JAX: lowering and compiling the jitted train step (the fastest of
+``--compile-repeats``, caches cleared before each); torch: the first step, which under
+``--torch-compile`` includes the compilation and in eager mode only torch's first-call work
+(no compilation).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import platform
@@ -26,7 +31,7 @@ RESULT_KEYS = (
     "framework", "model", "kernel_size", "device", "dtype", "batch", "size", "channels", "repeats",
     "time_zero_s", "time_diff_s", "time_ratio", "time_ratio_paired", "time_ratio_q1", "time_ratio_q3",
     "memory_zero_bytes", "memory_diff_bytes", "memory_ratio",
-    "memory_method", "compile_zero_s", "compile_diff_s",
+    "memory_method", "compile_zero_s", "compile_diff_s", "compile_method",
 )
 
 
@@ -37,8 +42,8 @@ class Result:
     ``time_ratio``: ratio of the two medians; ``time_ratio_paired``: median of the per-round
     ratios (each DiffConv step over the zero-padded step run next to it), with its quartiles
     ``time_ratio_q1``/``time_ratio_q3`` as a measure of the machine's noise. ``compile_*_s``:
-    JAX: the train step's lowering and compilation; torch with ``--torch-compile``: the first
-    step, compilation included; ``None`` in eager torch."""
+    what ``compile_method`` says (JAX: the train step's lowering and compilation; torch: its
+    first step, compilation included under ``--torch-compile``)."""
 
     framework: str
     model: str
@@ -63,79 +68,63 @@ class Result:
     time_diff_all_s: list[float] = field(default_factory=list)
     compile_zero_s: float | None = None
     compile_diff_s: float | None = None
+    compile_method: str = ""
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--framework", nargs="+", choices=["torch", "jax"], default=["torch", "jax"],
-                        help="frameworks to measure (jax is skipped when diffconv.jax is missing)")
-    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
-    parser.add_argument("--batch", type=int, default=None, help="batch size (stack 8, unet 4)")
-    parser.add_argument("--size", type=int, default=96, help="image side in pixels (default 96)")
-    parser.add_argument("--channels", type=int, default=32,
-                        help="stack width and UNet's first-level features (default 32)")
-    parser.add_argument("--kernel-sizes", type=int, nargs="+", default=[3, 5])
-    parser.add_argument("--models", nargs="+", choices=["stack", "unet"], default=["stack", "unet"])
-    parser.add_argument("--repeats", type=int, default=10, help="timed steps per variant (default 10)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per variant first (default 2)")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch intra-op threads (default: torch's choice, one per core)")
-    parser.add_argument("--cpu-time", action="store_true",
-                        help="time with the process CPU clock instead of the wall clock (torch on CPU; steadier "
-                             "on a shared machine, but counts every thread's time)")
-    parser.add_argument("--keep-freed-memory", action="store_true",
-                        help="glibc only: keep freed heap memory mapped instead of returning it to the system "
-                             "(mallopt M_TRIM_THRESHOLD), so that each step does not page-fault its buffers in "
-                             "again; applies to both variants (see docs/benchmarks.md)")
-    parser.add_argument("--torch-compile", nargs="?", const="inductor", default=None, metavar="BACKEND",
-                        help="run both torch models through torch.compile(fullgraph=True) with BACKEND (default "
-                             "inductor); compilation runs untimed before the warmup steps. JAX steps are always jitted")
-    parser.add_argument("--json", type=str, default=None, metavar="PATH", help="write the results as JSON")
-    parser.add_argument("--quick", action="store_true",
-                        help="tiny shapes and 2 repeats: checks that everything runs, numbers mean little")
+# ------------------------------------------------------------------------------------- models
 
 
-def _settings(args: argparse.Namespace) -> dict[str, Any]:
-    s = {
-        "batch": args.batch, "size": args.size, "channels": args.channels, "kernel_sizes": list(args.kernel_sizes),
-        "repeats": args.repeats, "warmup": args.warmup,
-    }
-    if args.quick:
-        k_max = max(list(args.kernel_sizes)[:1] or [1])
-        s.update(batch=args.batch or 1, size=max(min(args.size, 16), 4 * k_max), channels=min(args.channels, 4),
-                 kernel_sizes=list(args.kernel_sizes)[:1], repeats=min(args.repeats, 2), warmup=0)
-    for name in ("size", "channels", "repeats"):
-        if s[name] < 1:
-            raise ValueError(f"--{name} must be >= 1, got {s[name]}")
-    if s["batch"] is not None and s["batch"] < 1:
-        raise ValueError(f"--batch must be >= 1, got {s['batch']}")
-    if args.threads is not None and args.threads < 1:
-        raise ValueError(f"--threads must be >= 1, got {args.threads}")
-    if s["warmup"] < 0:
-        raise ValueError(f"--warmup must be >= 0, got {s['warmup']}")
-    for k in s["kernel_sizes"]:
-        if k < 1:
-            raise ValueError(f"--kernel-sizes must be >= 1, got {k}")
-    if s["size"] % 4:
-        raise ValueError(f"--size must be a multiple of 4 (the UNet halves it twice), got {s['size']}")
-    if "unet" in args.models and s["size"] // 4 < max(s["kernel_sizes"]):
-        raise ValueError(
-            f"--size {s['size']} is too small for the unet with kernel size {max(s['kernel_sizes'])}: its "
-            f"innermost level (size/4) must be at least the kernel size"
-        )
-    return s
+@dataclass(frozen=True)
+class BenchModel:
+    """A model ``diffconv speed`` times, in both frameworks.
+
+    ``torch(variant, channels, k)`` and ``jax(variant, channels, k, dtype)`` build it with zero
+    padding (``variant='zero'``) or its DiffConv twin (``'diff'``); the two torch variants share
+    state-dict keys, the two Flax variants one parameter tree. ``in_channels(channels)``: the
+    input's features (the target has the output's shape); ``batch``: default batch size;
+    ``adam``: the step includes an Adam update (else gradients only); ``size_multiple``: the
+    image side must be a multiple of it.
+    """
+
+    name: str
+    torch: Callable[[str, int, int], Any]
+    jax: Callable[[str, int, int, Any], Any]
+    in_channels: Callable[[int], int]
+    batch: int = 4
+    adam: bool = True
+    size_multiple: int = 1
 
 
-def _default_batch(model: str) -> int:
-    return 8 if model == "stack" else 4
+MODELS: dict[str, BenchModel] = {}
 
 
-# ----------------------------------------------------------------------------------------- torch
+def register(model: BenchModel) -> BenchModel:
+    """Add ``model`` to :data:`MODELS` (and to ``--models``' choices)."""
+    MODELS[model.name] = model
+    return model
 
 
-def _torch_models():
+def _torch_conv(variant: str) -> Callable[..., Any]:
+    """``conv(cin, cout, k, stride=1)``: ``nn.Conv2d`` with zero padding, or ``DiffConv2d``."""
+    from torch import nn
+
+    from diffconv.torch import DiffConv2d
+
+    def conv(cin: int, cout: int, k: int, stride: int = 1) -> nn.Module:
+        if variant == "diff":
+            return DiffConv2d(cin, cout, k, stride)
+        return nn.Conv2d(cin, cout, k, stride, padding="same" if stride == 1 else k // 2)
+
+    return conv
+
+
+@functools.lru_cache(maxsize=None)
+def _torch_nets() -> Any:
+    """The torch benchmark models (defined on first use: torch is imported only when timed)."""
     import torch
     from torch import nn
+
+    F = nn.functional
 
     class Stack(nn.Module):
         """Four ``conv(k)`` layers of constant width, ReLU between; input ``(N, C, S, S)``."""
@@ -166,13 +155,217 @@ def _torch_models():
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             e0 = self.enc0(x)
-            e1 = self.enc1(nn.functional.max_pool2d(e0, 2))
-            m = self.mid(nn.functional.max_pool2d(e1, 2))
+            e1 = self.enc1(F.max_pool2d(e0, 2))
+            m = self.mid(F.max_pool2d(e1, 2))
             d1 = self.dec1(torch.cat([self.up1(m), e1], 1))
             d0 = self.dec0(torch.cat([self.up0(d1), e0], 1))
             return self.head(d0)
 
-    return Stack, UNet
+    class Gelu(nn.Module):
+        """3 -> c -> 2c -> 2c -> c -> 3, GELU between: five size-keeping convs of changing width."""
+
+        def __init__(self, conv: Callable[..., nn.Module], c: int, k: int) -> None:
+            super().__init__()
+            widths = [3, c, 2 * c, 2 * c, c, 3]
+            self.convs = nn.ModuleList(conv(a, b, k) for a, b in zip(widths[:-1], widths[1:]))
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            for i, c in enumerate(self.convs):
+                x = c(x) if i == len(self.convs) - 1 else F.gelu(c(x))
+            return x
+
+    class ResNet(nn.Module):
+        """Stem conv, then three stages of one residual block (two convs, SiLU, identity skip),
+        the stages joined by stride-2 DiffConv/zero-padded convs (c -> 2c -> 4c), a 1x1 head to 3
+        features. ``(N, 3, S, S) -> (N, 3, S/4, S/4)``."""
+
+        def __init__(self, conv: Callable[..., nn.Module], c: int, k: int) -> None:
+            super().__init__()
+            widths = [c, 2 * c, 4 * c]
+            self.stem = conv(3, c, k)
+            self.blocks = nn.ModuleList(nn.ModuleList([conv(w, w, k), conv(w, w, k)]) for w in widths)
+            self.downs = nn.ModuleList(conv(a, b, k, 2) for a, b in zip(widths[:-1], widths[1:]))
+            self.head = nn.Conv2d(4 * c, 3, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            x = F.silu(self.stem(x))
+            for i, (c1, c2) in enumerate(self.blocks):
+                x = F.silu(x + c2(F.silu(c1(x))))
+                if i < len(self.downs):
+                    x = F.silu(self.downs[i](x))
+            return self.head(x)
+
+    return argparse.Namespace(Stack=Stack, UNet=UNet, Gelu=Gelu, ResNet=ResNet)
+
+
+def _jax_conv(variant: str, dtype: Any) -> Callable[..., Any]:
+    """``conv(features, k, strides=1, name=...)``: ``nn.Conv(padding='SAME')``, or ``DiffConv``."""
+    import flax.linen as nn
+
+    from diffconv.jax.linen import DiffConv
+
+    def conv(features: int, k: int, strides: int = 1, name: str | None = None) -> nn.Module:
+        if variant == "diff":
+            return DiffConv(features, (k, k), strides=strides, dtype=dtype, param_dtype=dtype, name=name)
+        return nn.Conv(features, (k, k), strides=strides, padding="SAME", dtype=dtype, param_dtype=dtype, name=name)
+
+    return conv
+
+
+@functools.lru_cache(maxsize=None)
+def _jax_nets() -> Any:
+    """The Flax twins of :func:`_torch_nets`' models (layers named explicitly, so that the
+    zero-padded and the DiffConv model share one parameter tree)."""
+    import flax.linen as nn
+    import jax.numpy as jnp
+
+    class Stack(nn.Module):
+        conv: Callable[..., nn.Module]
+        channels: int
+        k: int
+
+        @nn.compact
+        def __call__(self, x):
+            for i in range(4):
+                x = self.conv(self.channels, self.k, name=f"conv{i}")(x)
+                x = x if i == 3 else nn.relu(x)
+            return x
+
+    class UNet(nn.Module):
+        conv: Callable[..., nn.Module]
+        channels: int
+        k: int
+
+        def block(self, x, f, name):
+            for i in range(2):
+                x = jnp.tanh(self.conv(f, self.k, name=f"{name}_{i}")(x))
+            return x
+
+        @nn.compact
+        def __call__(self, x):
+            f = self.channels
+            e0 = self.block(x, f, "enc0")
+            e1 = self.block(nn.max_pool(e0, (2, 2), (2, 2)), 2 * f, "enc1")
+            m = self.block(nn.max_pool(e1, (2, 2), (2, 2)), 4 * f, "mid")
+            up1 = nn.ConvTranspose(2 * f, (2, 2), (2, 2), name="up1")(m)
+            d1 = self.block(jnp.concatenate([up1, e1], -1), 2 * f, "dec1")
+            up0 = nn.ConvTranspose(f, (2, 2), (2, 2), name="up0")(d1)
+            d0 = self.block(jnp.concatenate([up0, e0], -1), f, "dec0")
+            return nn.Conv(3, (1, 1), name="head")(d0)
+
+    class Gelu(nn.Module):
+        conv: Callable[..., nn.Module]
+        channels: int
+        k: int
+
+        @nn.compact
+        def __call__(self, x):
+            c = self.channels
+            for i, w in enumerate([c, 2 * c, 2 * c, c, 3]):
+                x = self.conv(w, self.k, name=f"conv{i}")(x)
+                x = x if i == 4 else nn.gelu(x)
+            return x
+
+    class ResNet(nn.Module):
+        conv: Callable[..., nn.Module]
+        channels: int
+        k: int
+
+        @nn.compact
+        def __call__(self, x):
+            widths = [self.channels, 2 * self.channels, 4 * self.channels]
+            x = nn.silu(self.conv(widths[0], self.k, name="stem")(x))
+            for i, w in enumerate(widths):
+                h = nn.silu(self.conv(w, self.k, name=f"block{i}_0")(x))
+                x = nn.silu(x + self.conv(w, self.k, name=f"block{i}_1")(h))
+                if i < 2:
+                    x = nn.silu(self.conv(widths[i + 1], self.k, strides=2, name=f"down{i}")(x))
+            return nn.Conv(3, (1, 1), name="head")(x)
+
+    return argparse.Namespace(Stack=Stack, UNet=UNet, Gelu=Gelu, ResNet=ResNet)
+
+
+def _registered(name: str, cls: str, **options: Any) -> BenchModel:
+    """A model whose torch and Flax classes are :func:`_torch_nets`' / :func:`_jax_nets`' ``cls``,
+    built as ``cls(conv, channels, k)``."""
+    return register(BenchModel(
+        name,
+        torch=lambda v, c, k: getattr(_torch_nets(), cls)(_torch_conv(v), c, k),
+        jax=lambda v, c, k, dtype: getattr(_jax_nets(), cls)(_jax_conv(v, dtype), c, k),
+        **options,
+    ))
+
+
+_registered("stack", "Stack", in_channels=lambda c: c, batch=8, adam=False)
+_registered("unet", "UNet", in_channels=lambda c: 3, size_multiple=4)
+_registered("gelu", "Gelu", in_channels=lambda c: 3)
+_registered("resnet", "ResNet", in_channels=lambda c: 3, size_multiple=4)
+
+
+# ------------------------------------------------------------------------------------ options
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--framework", nargs="+", choices=["torch", "jax"], default=["torch", "jax"],
+                        help="frameworks to measure (jax is skipped when diffconv.jax is missing)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    parser.add_argument("--batch", type=int, default=None, help="batch size (default: the model's, 4 or 8)")
+    parser.add_argument("--size", type=int, default=96, help="image side in pixels (default 96)")
+    parser.add_argument("--channels", type=int, default=32,
+                        help="the models' base width (stack width, first-level features; default 32)")
+    parser.add_argument("--kernel-sizes", type=int, nargs="+", default=[3, 5])
+    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=["stack", "unet"],
+                        help=f"models to time (of {', '.join(MODELS)}; default stack unet)")
+    parser.add_argument("--repeats", type=int, default=10, help="timed steps per variant (default 10)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps per variant first (default 2)")
+    parser.add_argument("--compile-repeats", type=int, default=2,
+                        help="JAX: compilations per variant, the fastest reported (default 2)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch intra-op threads (default: torch's choice, one per core)")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="time with the process CPU clock instead of the wall clock (torch on CPU; steadier "
+                             "on a shared machine, but counts every thread's time)")
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="glibc only: keep freed heap memory mapped instead of returning it to the system "
+                             "(mallopt M_TRIM_THRESHOLD), so that each step does not page-fault its buffers in "
+                             "again; applies to both variants (see docs/benchmarks.md)")
+    parser.add_argument("--torch-compile", nargs="?", const="inductor", default=None, metavar="BACKEND",
+                        help="run both torch models through torch.compile(fullgraph=True) with BACKEND (default "
+                             "inductor); its first step (the compilation) is timed apart. JAX steps are always jitted")
+    parser.add_argument("--json", type=str, default=None, metavar="PATH", help="write the results as JSON")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny shapes and 2 repeats: checks that everything runs, numbers mean little")
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    s = {
+        "batch": args.batch, "size": args.size, "channels": args.channels, "kernel_sizes": list(args.kernel_sizes),
+        "repeats": args.repeats, "warmup": args.warmup, "compile_repeats": args.compile_repeats,
+    }
+    if args.quick:
+        s.update(batch=args.batch or 1, size=min(args.size, 8), channels=min(args.channels, 4),
+                 kernel_sizes=list(args.kernel_sizes)[:1], repeats=min(args.repeats, 2), warmup=0, compile_repeats=1)
+    for name in ("size", "channels", "repeats", "compile_repeats"):
+        if s[name] < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= 1, got {s[name]}")
+    if s["batch"] is not None and s["batch"] < 1:
+        raise ValueError(f"--batch must be >= 1, got {s['batch']}")
+    if args.threads is not None and args.threads < 1:
+        raise ValueError(f"--threads must be >= 1, got {args.threads}")
+    if s["warmup"] < 0:
+        raise ValueError(f"--warmup must be >= 0, got {s['warmup']}")
+    for k in s["kernel_sizes"]:
+        if k < 1:
+            raise ValueError(f"--kernel-sizes must be >= 1, got {k}")
+    for name in args.models:
+        m = MODELS[name].size_multiple
+        if s["size"] % m:
+            raise ValueError(f"--size must be a multiple of {m} for the {name} model (it halves it), got {s['size']}")
+    return s
+
+
+# ----------------------------------------------------------------------------------------- torch
 
 
 def _torch_cpu_peak(step: Callable[[], None]) -> int:
@@ -210,30 +403,21 @@ def _torch_cases(model: str, k: int, s: dict[str, Any], device: str, dtype_name:
     import torch
     from torch import nn
 
-    from diffconv.torch import DiffConv2d
-
-    Stack, UNet = _torch_models()
+    spec = MODELS[model]
     dtype = getattr(torch, dtype_name)
-    batch = s["batch"] or _default_batch(model)
+    batch = s["batch"] or spec.batch
     g = torch.Generator().manual_seed(0)
-
-    def zero_conv(cin: int, cout: int, k: int) -> nn.Module:
-        return nn.Conv2d(cin, cout, k, padding="same")
-
-    def diff_conv(cin: int, cout: int, k: int) -> nn.Module:
-        return DiffConv2d(cin, cout, k)
-
-    cin = s["channels"] if model == "stack" else 3
-    x = torch.randn(batch, cin, s["size"], s["size"], generator=g).to(device, dtype)
-    target = torch.randn(batch, cin if model == "stack" else 3, s["size"], s["size"], generator=g).to(device, dtype)
     torch.manual_seed(0)
-    build = (lambda conv: Stack(conv, s["channels"], k)) if model == "stack" else (lambda conv: UNet(conv, s["channels"], k))
-    zero = build(zero_conv).to(device, dtype)
-    diff = build(diff_conv).to(device, dtype)
+    zero = spec.torch("zero", s["channels"], k).to(device, dtype)
+    diff = spec.torch("diff", s["channels"], k).to(device, dtype)
     diff.load_state_dict(zero.state_dict())
+    x = torch.randn(batch, spec.in_channels(s["channels"]), s["size"], s["size"], generator=g).to(device, dtype)
+    with torch.no_grad():
+        out_shape = zero(x).shape
+    target = torch.randn(out_shape, generator=g).to(device, dtype)
 
     def make_step(net: nn.Module) -> Callable[[], None]:
-        opt = torch.optim.Adam(net.parameters(), lr=1e-4) if model == "unet" else None
+        opt = torch.optim.Adam(net.parameters(), lr=1e-4) if spec.adam else None
         backend = s.get("torch_compile")
         forward = torch.compile(net, fullgraph=True, backend=backend) if backend else net
 
@@ -263,12 +447,11 @@ def _run_torch(model: str, k: int, s: dict[str, Any], device: str, dtype_name: s
             torch.cuda.synchronize()
 
     compile_s: dict[str, float] = {}
-    if s.get("torch_compile"):
-        for name, step in cases:             # the step that compiles
-            t0 = time.perf_counter()
-            step()
-            sync()
-            compile_s[name] = time.perf_counter() - t0
+    for name, step in cases:             # the first step: compilation under torch.compile
+        t0 = time.perf_counter()
+        step()
+        sync()
+        compile_s[name] = time.perf_counter() - t0
     for _ in range(s["warmup"]):
         for _, step in cases:
             step()
@@ -285,7 +468,9 @@ def _run_torch(model: str, k: int, s: dict[str, Any], device: str, dtype_name: s
         bar.update(1)
     memory = {name: torch_peak(step, device) for name, step in cases}
     method = "torch.cuda.max_memory_allocated" if device == "cuda" else "torch.profiler allocation events"
-    return _result("torch", model, k, device, dtype_name, s, times, memory, method, compile_s)
+    compiled = "torch.compile's first step (compilation included)" if s.get("torch_compile") else \
+        "eager first step (torch compiles nothing)"
+    return _result("torch", model, k, device, dtype_name, s, times, memory, method, compile_s, compiled)
 
 
 # ------------------------------------------------------------------------------------------- jax
@@ -299,46 +484,6 @@ def _jax_available() -> bool:
     return True
 
 
-def _jax_models():
-    import flax.linen as nn
-    import jax.numpy as jnp
-
-    class Stack(nn.Module):
-        conv: Callable[..., nn.Module]
-        channels: int
-        k: int
-
-        @nn.compact
-        def __call__(self, x):
-            for i in range(4):
-                x = self.conv(self.channels, (self.k, self.k), name=f"conv{i}")(x)
-                x = x if i == 3 else nn.relu(x)
-            return x
-
-    class UNet(nn.Module):
-        conv: Callable[..., nn.Module]
-        channels: int
-        k: int
-
-        def block(self, x, f, name):
-            # Explicit names: the zero-padded and the DiffConv model share one parameter tree.
-            for i in range(2):
-                x = jnp.tanh(self.conv(f, (self.k, self.k), name=f"{name}_{i}")(x))
-            return x
-
-        @nn.compact
-        def __call__(self, x):
-            f = self.channels
-            e0 = self.block(x, f, "enc0")
-            e1 = self.block(nn.max_pool(e0, (2, 2), (2, 2)), 2 * f, "enc1")
-            m = self.block(nn.max_pool(e1, (2, 2), (2, 2)), 4 * f, "mid")
-            d1 = self.block(jnp.concatenate([nn.ConvTranspose(2 * f, (2, 2), (2, 2), name="up1")(m), e1], -1), 2 * f, "dec1")
-            d0 = self.block(jnp.concatenate([nn.ConvTranspose(f, (2, 2), (2, 2), name="up0")(d1), e0], -1), f, "dec0")
-            return nn.Conv(3, (1, 1), name="head")(d0)
-
-    return Stack, UNet
-
-
 def _jax_memory(compiled) -> int:
     ma = compiled.memory_analysis()
     if ma is None:
@@ -347,38 +492,39 @@ def _jax_memory(compiled) -> int:
 
 
 def _run_jax(model: str, k: int, s: dict[str, Any], device: str, dtype_name: str, bar) -> Result:
-    import functools
-
-    import flax.linen as nn
     import jax
     import jax.numpy as jnp
+    import numpy as np
     import optax
 
-    from diffconv.jax.linen import DiffConv
-
+    spec = MODELS[model]
     platform_name = "gpu" if device == "cuda" else "cpu"
     dev = jax.devices(platform_name)[0]
     dtype = getattr(jnp, dtype_name)
-    Stack, UNet = _jax_models()
-    batch = s["batch"] or _default_batch(model)
-    cin = s["channels"] if model == "stack" else 3
-    kx, kt, kp = jax.random.split(jax.random.PRNGKey(0), 3)
-    x = jax.device_put(jax.random.normal(kx, (batch, s["size"], s["size"], cin), dtype), dev)
-    target = jax.device_put(jax.random.normal(kt, x.shape[:-1] + (cin if model == "stack" else 3,), dtype), dev)
-    zero_conv = functools.partial(nn.Conv, padding="SAME", dtype=dtype, param_dtype=dtype)
-    diff_conv = functools.partial(DiffConv, dtype=dtype, param_dtype=dtype)
-    cls = Stack if model == "stack" else UNet
-    nets = {"zero": cls(zero_conv, s["channels"], k), "diff": cls(diff_conv, s["channels"], k)}
-    params = jax.device_put(nets["zero"].init(kp, x), dev)   # one parameter tree, shared by both
+    batch = s["batch"] or spec.batch
+    # Data and weights from NumPy: JAX's random numbers compile slowly (seconds for a UNet's init).
+    rng = np.random.default_rng(0)
+    shape = (batch, s["size"], s["size"], spec.in_channels(s["channels"]))
+    x = jax.device_put(jnp.asarray(rng.standard_normal(shape), dtype), dev)
+    nets = {name: spec.jax(name, s["channels"], k, dtype) for name in ("zero", "diff")}
+
+    def weights(leaf):               # kernels ~ N(0, 1/fan_in) (Flax's default scale), biases 0
+        fan_in = math.prod(leaf.shape[:-1])
+        values = rng.standard_normal(leaf.shape) / math.sqrt(fan_in) if leaf.ndim > 1 else np.zeros(leaf.shape)
+        return jax.device_put(jnp.asarray(values, leaf.dtype), dev)
+
+    # One parameter tree, shared by both.
+    params = jax.tree.map(weights, jax.eval_shape(nets["zero"].init, jax.random.PRNGKey(0), x))
+    out = jax.eval_shape(nets["zero"].apply, params, x)
+    target = jax.device_put(jnp.asarray(rng.standard_normal(out.shape), dtype), dev)
     opt = optax.adam(1e-4)
 
-    cases = []
-    compile_s: dict[str, float] = {}
+    trains = {}
     for name, net in nets.items():
         def loss_fn(p, net=net):
             return jnp.mean((net.apply(p, x) - target) ** 2)
 
-        if model == "unet":
+        if spec.adam:
             def train(p, o, loss_fn=loss_fn):
                 loss, grads = jax.value_and_grad(loss_fn)(p)
                 updates, o = opt.update(grads, o, p)
@@ -387,28 +533,36 @@ def _run_jax(model: str, k: int, s: dict[str, Any], device: str, dtype_name: str
             def train(p, o, loss_fn=loss_fn):
                 loss, grads = jax.value_and_grad(loss_fn)(p)
                 return grads, o, loss
+        trains[name] = jax.jit(train)
 
-        state = (params, opt.init(params))
-        t0 = time.perf_counter()
-        compiled = jax.jit(train).lower(*state).compile()
-        compile_s[name] = time.perf_counter() - t0
-        cases.append((name, compiled, state))
+    state = (params, jax.jit(opt.init)(params))
+    compile_s: dict[str, float] = {name: math.inf for name in trains}
+    compiled = {}
+    for r in range(s["compile_repeats"]):
+        for name in (list(trains) if r % 2 == 0 else list(trains)[::-1]):
+            if r:
+                jax.clear_caches()       # else a repeat finds the compiled program in the cache
+            t0 = time.perf_counter()
+            compiled[name] = trains[name].lower(*state).compile()
+            compile_s[name] = min(compile_s[name], time.perf_counter() - t0)
+    cases = [(name, compiled[name]) for name in trains]
 
-    def run_once(compiled, state):
-        jax.block_until_ready(compiled(*state))
+    def run_once(step):
+        jax.block_until_ready(step(*state))
 
     for _ in range(s["warmup"]):
-        for _, compiled, state in cases:
-            run_once(compiled, state)
-    times: dict[str, list[float]] = {name: [] for name, _, _ in cases}
+        for _, step in cases:
+            run_once(step)
+    times: dict[str, list[float]] = {name: [] for name, _ in cases}
     for r in range(s["repeats"]):
-        for name, compiled, state in (cases if r % 2 == 0 else cases[::-1]):
+        for name, step in (cases if r % 2 == 0 else cases[::-1]):
             t0 = time.perf_counter()
-            run_once(compiled, state)
+            run_once(step)
             times[name].append(time.perf_counter() - t0)
         bar.update(1)
-    memory = {name: _jax_memory(compiled) for name, compiled, _ in cases}
-    return _result("jax", model, k, device, dtype_name, s, times, memory, "XLA compiled memory_analysis", compile_s)
+    memory = {name: _jax_memory(step) for name, step in cases}
+    return _result("jax", model, k, device, dtype_name, s, times, memory, "XLA compiled memory_analysis", compile_s,
+                   "jax.jit lower + compile of the train step")
 
 
 # ------------------------------------------------------------------------------------- reporting
@@ -416,36 +570,40 @@ def _run_jax(model: str, k: int, s: dict[str, Any], device: str, dtype_name: str
 
 def _result(framework: str, model: str, k: int, device: str, dtype_name: str, s: dict[str, Any],
             times: dict[str, list[float]], memory: dict[str, int], method: str,
-            compile_s: dict[str, float]) -> Result:
+            compile_s: dict[str, float], compile_method: str = "") -> Result:
     tz, td = statistics.median(times["zero"]), statistics.median(times["diff"])
     paired = [d / z for z, d in zip(times["zero"], times["diff"])]
     q1, _, q3 = statistics.quantiles(paired, n=4) if len(paired) > 1 else (paired[0],) * 3
     mz, md = memory["zero"], memory["diff"]
     return Result(
         framework=framework, model=model, kernel_size=k, device=device, dtype=dtype_name,
-        batch=s["batch"] or _default_batch(model), size=s["size"], channels=s["channels"], repeats=s["repeats"],
+        batch=s["batch"] or MODELS[model].batch, size=s["size"], channels=s["channels"], repeats=s["repeats"],
         time_zero_s=tz, time_diff_s=td, time_ratio=td / tz,
         time_ratio_paired=statistics.median(paired), time_ratio_q1=q1, time_ratio_q3=q3,
         memory_zero_bytes=int(mz), memory_diff_bytes=int(md), memory_ratio=(md / mz) if mz else math.nan,
         memory_method=method, time_zero_all_s=times["zero"], time_diff_all_s=times["diff"],
-        compile_zero_s=compile_s.get("zero"), compile_diff_s=compile_s.get("diff"),
+        compile_zero_s=compile_s.get("zero"), compile_diff_s=compile_s.get("diff"), compile_method=compile_method,
     )
 
 
 def _table(results: list[Result]) -> str:
-    head = (f"{'framework':9s} {'model':5s} {'k':>2s} {'zero ms':>9s} {'diff ms':>9s} {'time x':>7s} "
-            f"{'paired x (q1-q3)':>19s} {'zero MB':>9s} {'diff MB':>9s} {'mem x':>6s}")
+    head = (f"{'framework':9s} {'model':6s} {'k':>2s} {'zero ms':>9s} {'diff ms':>9s} {'time x':>7s} "
+            f"{'paired x (q1-q3)':>19s} {'zero MB':>9s} {'diff MB':>9s} {'mem x':>6s} "
+            f"{'compile s zero/diff':>20s} {'x':>5s}")
     lines = [head, "-" * len(head)]
     for r in results:
+        compiled = ""
+        if r.compile_zero_s is not None and r.compile_diff_s is not None:
+            compiled = (f"{r.compile_zero_s:9.2f} / {r.compile_diff_s:8.2f} "
+                        f"{r.compile_diff_s / r.compile_zero_s:5.2f}")
         lines.append(
-            f"{r.framework:9s} {r.model:5s} {r.kernel_size:2d} {1e3 * r.time_zero_s:9.1f} {1e3 * r.time_diff_s:9.1f} "
+            f"{r.framework:9s} {r.model:6s} {r.kernel_size:2d} {1e3 * r.time_zero_s:9.1f} {1e3 * r.time_diff_s:9.1f} "
             f"{r.time_ratio:7.3f} {r.time_ratio_paired:6.3f} ({r.time_ratio_q1:.2f}-{r.time_ratio_q3:.2f}) "
-            f"{r.memory_zero_bytes / 2**20:9.1f} {r.memory_diff_bytes / 2**20:9.1f} {r.memory_ratio:6.3f}"
+            f"{r.memory_zero_bytes / 2**20:9.1f} {r.memory_diff_bytes / 2**20:9.1f} {r.memory_ratio:6.3f} {compiled}"
         )
-    compiled = [r for r in results if r.compile_zero_s is not None]
-    if compiled:
-        lines.append("compile s (zero / diff): " + ", ".join(
-            f"{r.framework} {r.model} k={r.kernel_size} {r.compile_zero_s:.1f} / {r.compile_diff_s:.1f}" for r in compiled))
+    methods = dict.fromkeys(f"{r.framework}: {r.compile_method}" for r in results if r.compile_method)
+    if methods:
+        lines.append("compile s: " + "; ".join(methods))
     return "\n".join(lines)
 
 
