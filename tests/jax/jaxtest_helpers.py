@@ -94,7 +94,8 @@ def valid_conv_np(ext: np.ndarray, kernel: np.ndarray, strides, ds, groups: int 
         sl = tuple(slice(j * d, j * d + (o - 1) * s + 1, s) for j, d, o, s in zip(tap, ds, outs, strides))
         part = ext[(slice(None), *sl)]
         for g in range(groups):
-            y[..., g * cout:(g + 1) * cout] += part[..., g * cin:(g + 1) * cin] @ kernel[tap][:, g * cout:(g + 1) * cout]
+            outs_g = slice(g * cout, (g + 1) * cout)
+            y[..., outs_g] += part[..., g * cin:(g + 1) * cin] @ kernel[tap][:, outs_g]
     return y
 
 
