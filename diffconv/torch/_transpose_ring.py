@@ -371,6 +371,20 @@ def _landing(t: torch.Tensor, slab: Slab) -> torch.Tensor:
     return t
 
 
+def _slab_parts(t: torch.Tensor, group, width: int, extents: str, full: Sequence[int]):
+    """Each slab of ``group`` with its part of ``t``, the group's stacked result (``width``
+    channels per side, slabs one after the other), cropped to the slab's ``extents`` (an
+    attribute name) where they fall short of the group's ``full`` shape."""
+    offset = 0
+    for slab in group.slabs:
+        part = t if len(group.slabs) == 1 else t.narrow(1, offset * width, slab.sides * width)
+        offset += slab.sides
+        for k, e in enumerate(getattr(slab, extents)):
+            if e != full[k]:
+                part = part.narrow(2 + k, 0, e)
+        yield slab, part
+
+
 def _add_slab(out: torch.Tensor, z: torch.Tensor, slab: Slab) -> None:
     """Add the slab's convolution output ``z`` ``(N*t, sides*C_out*n, *)`` into ``out`` where it lands."""
     batch, cout = out.shape[0], out.shape[1]
@@ -415,14 +429,7 @@ def forward_ring(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
         v = _group_input(x, group)
         w = _group_weight(weight, group)
         z = _group_conv(v, w, r.nd, group, groups * group.sides)
-        width = z.shape[1] // group.sides
-        offset = 0
-        for slab in group.slabs:
-            zi = z if len(group.slabs) == 1 else z.narrow(1, offset * width, slab.sides * width)
-            offset += slab.sides
-            for k, e in enumerate(slab.conv_extents):
-                if e != group.conv_shape[k]:
-                    zi = zi.narrow(2 + k, 0, e)
+        for slab, zi in _slab_parts(z, group, z.shape[1] // group.sides, "conv_extents", group.conv_shape):
             _add_slab(out, zi, slab)
         if keep_inputs:
             inputs += [v, w]
@@ -463,13 +470,7 @@ def backward_ring(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, inp
             if need_x:
                 if r.nd == 1:
                     gv = gv.squeeze(-1)
-                offset = 0
-                for slab in group.slabs:
-                    g = gv if len(group.slabs) == 1 else gv.narrow(1, offset * cin, slab.sides * cin)
-                    offset += slab.sides
-                    for k, e in enumerate(slab.extents):
-                        if e != group.shape[k]:
-                            g = g.narrow(2 + k, 0, e)
+                for slab, g in _slab_parts(gv, group, cin, "extents", group.shape):
                     # (N*t, sides*C, *others) -> (N, C, sides*t, *others) -> the slab's layout
                     g = g.reshape((x.shape[0], slab.t, slab.sides, cin) + g.shape[2:]).movedim(3, 1).movedim(2, 3)
                     g = g.reshape((x.shape[0], cin, -1) + g.shape[4:]).movedim(2, slab.dim)
