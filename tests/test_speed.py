@@ -173,3 +173,36 @@ print(held - before, held - resident())
     grown, returned = grown_and_returned("keep")
     assert grown >= 30 * mib and returned <= 1 * mib
 
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5])
+def test_decoder_model_upsamples_the_input_eightfold_in_both_frameworks(k):
+    """The registered decoder: input side S/8 -> output S in both variants and frameworks, the
+    DiffConv variant built from the padding-free layers on the plain variant's state dict /
+    parameter tree; equal to it for k <= 2 (no output reaches past the data at stride 2), else
+    different (its border sees ghosts)."""
+    import jax
+    import jax.numpy as jnp
+
+    from diffconv.commands.speed import MODELS, _input_side
+    from diffconv.jax.linen import DiffConvTranspose
+    from diffconv.torch import DiffConvTranspose2d
+
+    spec = MODELS["decoder"]
+    side = _input_side(spec, 32)
+    assert side == 4
+    zero, diff = spec.torch("zero", 2, k), spec.torch("diff", 2, k)
+    assert sum(isinstance(m, DiffConvTranspose2d) for m in diff.modules()) == 3
+    diff.load_state_dict(zero.state_dict())
+    x = torch.randn(2, spec.in_channels(2), side, side)
+    with torch.no_grad():
+        yz, yd = zero(x), diff(x)
+    assert yz.shape == yd.shape == (2, 3, 32, 32)
+    assert torch.allclose(yz, yd) == (k <= 2)
+
+    nets = {v: spec.jax(v, 2, k, jnp.float32) for v in ("zero", "diff")}
+    xj = jnp.asarray(x.permute(0, 2, 3, 1).numpy())
+    params = nets["zero"].init(jax.random.key(0), xj)
+    assert jax.tree.structure(nets["diff"].init(jax.random.key(0), xj)) == jax.tree.structure(params)
+    assert sum(isinstance(m, DiffConvTranspose) for m in nets["diff"].layers) == 3
+    assert nets["diff"].apply(params, xj).shape == (2, 32, 32, 3)

@@ -1,7 +1,7 @@
 """``diffconv speed``: time, peak memory and compile time of DiffConv vs zero ``'same'`` padding.
 
 For each framework, model (the :data:`MODELS` registry: ``stack``, ``unet``, ``gelu``,
-``resnet``; :func:`register` adds one) and kernel size, the two variants run alternately on
+``resnet``, ``decoder``; :func:`register` adds one) and kernel size, the two variants run alternately on
 identical weights and data; the report gives medians and the ratios DiffConv / zero padding.
 
 Peak memory: on CUDA ``torch.cuda.max_memory_allocated``; on CPU the profiler's allocation
@@ -83,7 +83,8 @@ class BenchModel:
     state-dict keys, the two Flax variants one parameter tree. ``in_channels(channels)``: the
     input's features (the target has the output's shape); ``batch``: default batch size;
     ``adam``: the step includes an Adam update (else gradients only); ``size_multiple``: the
-    image side must be a multiple of it.
+    image side must be a multiple of it; ``input_divisor``: the input's side is the image side
+    divided by it (an upsampling model's output has the image side).
     """
 
     name: str
@@ -93,9 +94,15 @@ class BenchModel:
     batch: int = 4
     adam: bool = True
     size_multiple: int = 1
+    input_divisor: int = 1
 
 
 MODELS: dict[str, BenchModel] = {}
+
+
+def _input_side(model: BenchModel, size: int) -> int:
+    """The side of ``model``'s input for image side ``size``."""
+    return size // model.input_divisor
 
 
 def register(model: BenchModel) -> BenchModel:
@@ -302,6 +309,35 @@ _registered("gelu", "Gelu", in_channels=lambda c: 3)
 _registered("resnet", "ResNet", in_channels=lambda c: 3, size_multiple=4)
 
 
+def _decoder_geometry(k: int) -> dict[str, int]:
+    """Padding and output padding that make a stride-2 transposed convolution of kernel ``k`` double its input."""
+    return {"kernel_size": k, "stride": 2, "padding": (k - 1) // 2, "output_padding": k % 2}
+
+
+def _torch_decoder(variant: str, c: int, k: int) -> Any:
+    from diffconv.models.decoder import torch_decoder
+    from diffconv.torch import DiffConvTranspose2d
+
+    return torch_decoder((4 * c, 2 * c, c), 3, transposed=DiffConvTranspose2d if variant == "diff" else None,
+                         **_decoder_geometry(k))
+
+
+def _flax_decoder(variant: str, c: int, k: int, dtype: Any) -> Any:
+    import flax.linen as nn
+
+    from diffconv.jax.linen import DiffConvTranspose
+    from diffconv.models.decoder import flax_decoder
+
+    cls = DiffConvTranspose if variant == "diff" else nn.ConvTranspose
+    return flax_decoder((4 * c, 2 * c, c), 3, transposed=functools.partial(cls, dtype=dtype, param_dtype=dtype),
+                        **_decoder_geometry(k))
+
+
+# Three stride-2 transposed convolutions 4c -> 2c -> c -> 3, ReLU between: (S/8)^2 maps -> S^2.
+register(BenchModel("decoder", torch=_torch_decoder, jax=_flax_decoder, in_channels=lambda c: 4 * c,
+                    size_multiple=8, input_divisor=8))
+
+
 # ------------------------------------------------------------------------------------ options
 
 
@@ -411,7 +447,8 @@ def _torch_cases(model: str, k: int, s: dict[str, Any], device: str, dtype_name:
     zero = spec.torch("zero", s["channels"], k).to(device, dtype)
     diff = spec.torch("diff", s["channels"], k).to(device, dtype)
     diff.load_state_dict(zero.state_dict())
-    x = torch.randn(batch, spec.in_channels(s["channels"]), s["size"], s["size"], generator=g).to(device, dtype)
+    side = _input_side(spec, s["size"])
+    x = torch.randn(batch, spec.in_channels(s["channels"]), side, side, generator=g).to(device, dtype)
     with torch.no_grad():
         out_shape = zero(x).shape
     target = torch.randn(out_shape, generator=g).to(device, dtype)
@@ -504,7 +541,8 @@ def _run_jax(model: str, k: int, s: dict[str, Any], device: str, dtype_name: str
     batch = s["batch"] or spec.batch
     # Data and weights from NumPy: JAX's random numbers compile slowly (seconds for a UNet's init).
     rng = np.random.default_rng(0)
-    shape = (batch, s["size"], s["size"], spec.in_channels(s["channels"]))
+    side = _input_side(spec, s["size"])
+    shape = (batch, side, side, spec.in_channels(s["channels"]))
     x = jax.device_put(jnp.asarray(rng.standard_normal(shape), dtype), dev)
     nets = {name: spec.jax(name, s["channels"], k, dtype) for name in ("zero", "diff")}
 
@@ -587,7 +625,7 @@ def _result(framework: str, model: str, k: int, device: str, dtype_name: str, s:
 
 
 def _table(results: list[Result]) -> str:
-    head = (f"{'framework':9s} {'model':6s} {'k':>2s} {'zero ms':>9s} {'diff ms':>9s} {'time x':>7s} "
+    head = (f"{'framework':9s} {'model':7s} {'k':>2s} {'zero ms':>9s} {'diff ms':>9s} {'time x':>7s} "
             f"{'paired x (q1-q3)':>19s} {'zero MB':>9s} {'diff MB':>9s} {'mem x':>6s} "
             f"{'compile s zero/diff':>20s} {'x':>5s}")
     lines = [head, "-" * len(head)]
@@ -597,7 +635,7 @@ def _table(results: list[Result]) -> str:
             compiled = (f"{r.compile_zero_s:9.2f} / {r.compile_diff_s:8.2f} "
                         f"{r.compile_diff_s / r.compile_zero_s:5.2f}")
         lines.append(
-            f"{r.framework:9s} {r.model:6s} {r.kernel_size:2d} {1e3 * r.time_zero_s:9.1f} {1e3 * r.time_diff_s:9.1f} "
+            f"{r.framework:9s} {r.model:7s} {r.kernel_size:2d} {1e3 * r.time_zero_s:9.1f} {1e3 * r.time_diff_s:9.1f} "
             f"{r.time_ratio:7.3f} {r.time_ratio_paired:6.3f} ({r.time_ratio_q1:.2f}-{r.time_ratio_q3:.2f}) "
             f"{r.memory_zero_bytes / 2**20:9.1f} {r.memory_diff_bytes / 2**20:9.1f} {r.memory_ratio:6.3f} {compiled}"
         )
