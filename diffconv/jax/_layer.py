@@ -8,7 +8,10 @@ from typing import Any, Sequence
 import jax
 import jax.numpy as jnp
 
+from flax.linen.linear import canonicalize_padding
+
 from . import functional as F
+from .conv_transpose import broadcast_per_axis, layer_transpose
 
 
 def kernel_size_tuple(kernel_size: int | Sequence[int]) -> tuple[int, ...]:
@@ -51,3 +54,17 @@ def apply_conv(inputs: jax.Array, kernel: jax.Array, nd: int, **options: Any) ->
     if len(batch_shape) > 1:
         y = jnp.reshape(y, batch_shape + y.shape[1:])
     return y
+
+
+def apply_conv_transpose(layer: Any, inputs: jax.Array, kernel: jax.Array, bias: jax.Array | None) -> jax.Array:
+    """The linen and NNX ``DiffConvTranspose`` call: :func:`.conv_transpose.layer_transpose` with the
+    layer's ``padding``, ``strides``, ``kernel_dilation``, ``transpose_kernel``, ``precision`` and
+    ``preferred_element_type`` read as Flax's ``ConvTranspose`` reads them."""
+    nd = kernel.ndim - 2
+    return layer_transpose(
+        inputs, kernel, bias, padding=canonicalize_padding(layer.padding, nd),
+        strides=broadcast_per_axis(layer.strides, nd, "strides"),
+        kernel_dilation=broadcast_per_axis(layer.kernel_dilation, nd, "kernel_dilation"),
+        transpose_kernel=layer.transpose_kernel, precision=layer.precision,
+        preferred_element_type=layer.preferred_element_type,
+    )

@@ -10,10 +10,9 @@ import jax.numpy as jnp
 from flax import linen as nn
 from flax.linen import module as _module
 from flax.linen.dtypes import promote_dtype
-from flax.linen.linear import canonicalize_padding, default_kernel_init
+from flax.linen.linear import default_kernel_init
 
-from ._layer import apply_conv, check_input_rank, kernel_size_tuple, per_axis
-from .conv_transpose import broadcast_per_axis, layer_transpose
+from ._layer import apply_conv, apply_conv_transpose, check_input_rank, kernel_size_tuple, per_axis
 
 __all__ = ["DiffConv", "DiffConvTranspose"]
 
@@ -129,7 +128,6 @@ class DiffConvTranspose(nn.Module):
     @nn.compact
     def __call__(self, inputs: jax.Array) -> jax.Array:
         ks = kernel_size_tuple(self.kernel_size)
-        nd = len(ks)
         check_input_rank(inputs, ks)
         in_features = inputs.shape[-1]
         kernel_shape = ks + ((self.features, in_features) if self.transpose_kernel else (in_features, self.features))
@@ -140,10 +138,4 @@ class DiffConvTranspose(nn.Module):
             kernel = kernel * self.mask
         bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
         inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
-        return layer_transpose(
-            inputs, kernel, bias, padding=canonicalize_padding(self.padding, nd),
-            strides=broadcast_per_axis(self.strides, nd, "strides"),
-            kernel_dilation=broadcast_per_axis(self.kernel_dilation, nd, "kernel_dilation"),
-            transpose_kernel=self.transpose_kernel, precision=self.precision,
-            preferred_element_type=self.preferred_element_type,
-        )
+        return apply_conv_transpose(self, inputs, kernel, bias)

@@ -14,8 +14,8 @@ from types import MappingProxyType
 from flax.nnx.nn.linear import canonicalize_padding, default_bias_init, default_kernel_init
 
 from ..coefficients import ghost_widths
-from ._layer import apply_conv, check_input_rank, kernel_size_tuple, per_axis
-from .conv_transpose import broadcast_per_axis, check_layer_padding, layer_transpose
+from ._layer import apply_conv, apply_conv_transpose, check_input_rank, kernel_size_tuple, per_axis
+from .conv_transpose import check_layer_padding
 
 __all__ = ["DiffConv", "DiffConvTranspose", "convert"]
 
@@ -195,7 +195,6 @@ class DiffConvTranspose(nnx.ConvTranspose):
 
     def __call__(self, inputs: jax.Array) -> jax.Array:
         ks = tuple(self.kernel_size)
-        nd = len(ks)
         check_input_rank(inputs, ks)
         if self.mask is not None and tuple(self.mask.shape) != tuple(self.kernel_shape):
             raise ValueError(
@@ -206,10 +205,4 @@ class DiffConvTranspose(nnx.ConvTranspose):
             kernel = kernel * self.mask
         bias = self.bias[...] if self.bias is not None else None
         inputs, kernel, bias = self.promote_dtype((inputs, kernel, bias), dtype=self.dtype)
-        return layer_transpose(
-            inputs, kernel, bias, padding=canonicalize_padding(self.padding, nd),
-            strides=broadcast_per_axis(self.strides, nd, "strides"),
-            kernel_dilation=broadcast_per_axis(self.kernel_dilation, nd, "kernel_dilation"),
-            transpose_kernel=self.transpose_kernel, precision=self.precision,
-            preferred_element_type=self.preferred_element_type,
-        )
+        return apply_conv_transpose(self, inputs, kernel, bias)
