@@ -43,13 +43,14 @@ class Side(NamedTuple):
 
 
 def eager_cached(build: Callable[..., T]) -> Callable[..., T]:
-    """``build`` cached per arguments in eager mode, and called afresh while ``torch.compile``
-    traces (its tensors then become graph constants instead of cached objects)."""
+    """``build`` cached per arguments in eager mode, and called afresh while ``torch.compile`` or
+    ``torch.jit.trace`` traces: its tensors then become graph constants instead of cached objects,
+    and ``torch.jit.trace``'s check, which traces twice, records the same operations both times."""
     cached = functools.lru_cache(maxsize=256)(build)
 
     @functools.wraps(build)
     def get(*args):
-        return build(*args) if torch.compiler.is_compiling() else cached(*args)
+        return build(*args) if torch.compiler.is_compiling() or torch.jit.is_tracing() else cached(*args)
 
     return get
 
@@ -68,11 +69,10 @@ def operator(side: Side, device: torch.device, dtype: torch.dtype) -> tuple[torc
     one matrix ``(before or after, span)`` per side that has ghosts (never a block-diagonal
     matrix, whose zeros would carry a NaN or Inf from one edge to the other's ghosts). The
     weights are integers, exact in float32."""
-    low, high = (torch.tensor(m, device=device, dtype=dtype).reshape(len(m), side.span)
-                 for m in _weight_lists(*side))
+    low, high = _weight_lists(*side)
     if side.before == side.after > 0:
-        return (torch.stack([low, high]),)
-    return tuple(m for m in (low, high) if m.shape[0])
+        return (torch.tensor([low, high], device=device, dtype=dtype),)
+    return tuple(torch.tensor(m, device=device, dtype=dtype) for m in (low, high) if m)
 
 
 def lead_matmul(ms: tuple[torch.Tensor, ...], t: torch.Tensor, transpose: bool = False) -> torch.Tensor:

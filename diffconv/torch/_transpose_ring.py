@@ -8,7 +8,8 @@ axes after it. A slab's contribution is a lower-dimensional transposed convoluti
 ghost rows folded into the batch, its sides into the channels and only the kernel taps that
 reach an output into the output channels; slabs with the same kernel along their other axes
 share one grouped convolution call. Backward: the plain convolution's backward plus the
-slabs', added into the edges of the input gradient.
+slabs', added into the edges of the input gradient (:class:`RingTranspose`; a differentiable
+backward goes through the composite form instead).
 
 Saved for backward: ``x``, the weight and the thin slab inputs; nothing input-sized is
 allocated beyond what the plain layer allocates. All geometry is worked out once per shape
@@ -25,9 +26,9 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.autograd.function import once_differentiable
 
 from ..transpose_plan import TransposeAxis
+from ._padded import composite_grads
 
 _PLAIN = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 # Ghost rows with more weights than this (all rows together) are formed by a matmul instead
@@ -419,10 +420,9 @@ def _slab_grad(grad: torch.Tensor, slab: Slab, rows: int) -> torch.Tensor:
     return g.reshape((rows, -1) + zs)
 
 
-def forward_ring(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, r: Ring, groups: int,
-                 keep_inputs: bool = False):
-    """Plain transposed convolution plus every slab's contribution; with ``keep_inputs`` also the
-    groups' convolution inputs and weights, flat ``[v0, w0, v1, w1, ...]`` (for backward)."""
+def forward_ring(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, r: Ring, groups: int):
+    """Plain transposed convolution plus every slab's contribution, and the groups' convolution
+    inputs and weights, flat ``[v0, w0, v1, w1, ...]`` (for backward)."""
     out = _PLAIN[r.nd](x, weight, bias, r.stride, r.padding, r.output_padding, groups, r.dilation)
     inputs = []
     for group in r.groups:
@@ -431,9 +431,8 @@ def forward_ring(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
         z = _group_conv(v, w, r.nd, group, groups * group.sides)
         for slab, zi in _slab_parts(z, group, z.shape[1] // group.sides, "conv_extents", group.conv_shape):
             _add_slab(out, zi, slab)
-        if keep_inputs:
-            inputs += [v, w]
-    return (out, inputs) if keep_inputs else out
+        inputs += [v, w]
+    return out, inputs
 
 
 def backward_ring(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, inputs: Sequence[torch.Tensor],
@@ -486,82 +485,26 @@ def backward_ring(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, inp
     return (gx if need_x else None, gw if need_w else None, gb if need_b else None)
 
 
-class _Eager(torch.autograd.Function):
-    """The ring as an autograd Function for plain autograd (no ``inspect`` call per use)."""
+class RingTranspose(torch.autograd.Function):
+    """``apply(x, weight, bias, ring, groups, composite)``: ``F.conv_transposeNd`` plus the ghost
+    ring of :class:`Ring` ``ring``, batched ``x`` ``(N, C, *L)``, as one autograd node. A backward
+    that must itself be differentiable (``create_graph=True``) differentiates ``composite``, the
+    same layer from plain operations."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, r: Ring,
-                groups: int) -> torch.Tensor:
-        out, inputs = forward_ring(x, weight, bias, r, groups, keep_inputs=True)
-        ctx.save_for_backward(x, weight, *inputs)
-        ctx.save_for_forward(x, weight)
-        ctx.ring, ctx.groups, ctx.has_bias = r, groups, bias is not None
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, r: Ring, groups: int,
+                composite: Any) -> torch.Tensor:
+        out, inputs = forward_ring(x, weight, bias, r, groups)
+        ctx.save_for_backward(x, weight, bias, *inputs)
+        ctx.ring, ctx.groups, ctx.composite = r, groups, composite
         return out
 
     @staticmethod
-    @once_differentiable
     def backward(ctx: Any, grad: torch.Tensor):
-        x, weight, *inputs = ctx.saved_tensors
-        grads = backward_ring(grad, x, weight, inputs, ctx.ring, ctx.groups, ctx.has_bias, ctx.needs_input_grad[:3])
-        return grads + (None, None)
-
-    @staticmethod
-    def jvp(ctx: Any, x_t: torch.Tensor | None, w_t: torch.Tensor | None, b_t: torch.Tensor | None, *_: Any):
-        x, weight = ctx.saved_tensors[:2]
-        return _tangent(x, weight, x_t, w_t, b_t, ctx.ring, ctx.groups)
-
-
-class _Functorch(torch.autograd.Function):
-    """The same for ``torch.func`` transforms (vmap, grad, vjp, jvp, jacrev/jacfwd)."""
-
-    generate_vmap_rule = True
-
-    @staticmethod
-    def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, r: Ring, groups: int) -> torch.Tensor:
-        return forward_ring(x, weight, bias, r, groups)
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple, output: torch.Tensor) -> None:
-        x, weight, bias, r, groups = inputs
-        ctx.save_for_backward(x, weight)
-        ctx.save_for_forward(x, weight)
-        ctx.ring, ctx.groups, ctx.has_bias = r, groups, bias is not None
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, grad: torch.Tensor):
-        x, weight = ctx.saved_tensors
-        inputs = []
-        for group in ctx.ring.groups:
-            inputs += [_group_input(x, group), _group_weight(weight, group)]
-        grads = backward_ring(grad, x, weight, inputs, ctx.ring, ctx.groups, ctx.has_bias, ctx.needs_input_grad[:3])
-        return grads + (None, None)
-
-    @staticmethod
-    def jvp(ctx: Any, x_t: torch.Tensor | None, w_t: torch.Tensor | None, b_t: torch.Tensor | None, *_: Any):
-        x, weight = ctx.saved_tensors
-        return _tangent(x, weight, x_t, w_t, b_t, ctx.ring, ctx.groups)
-
-
-def _tangent(x: torch.Tensor, weight: torch.Tensor, x_t: torch.Tensor | None, w_t: torch.Tensor | None,
-             b_t: torch.Tensor | None, r: Ring, groups: int) -> torch.Tensor:
-    """Forward-mode derivative: the op is linear in ``x`` and in ``(weight, bias)`` separately."""
-    out = None
-    for xi, wi in ((x_t, weight), (x, w_t)):
-        if xi is not None and wi is not None:
-            t = forward_ring(xi, wi, None, r, groups)
-            out = t if out is None else out + t
-    if b_t is not None:
-        bt = b_t.reshape((-1,) + (1,) * r.nd)
-        if out is None:
-            out = bt.new_zeros((x.shape[0], weight.shape[1] * groups) + r.out_shape)
-        out = out + bt
-    return out
-
-
-def ghost_transpose(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, r: Ring,
-                    groups: int) -> torch.Tensor:
-    """``F.conv_transposeNd`` plus the ghost ring of :class:`Ring` ``r``; ``x`` batched ``(N, C, *L)``."""
-    if torch._C._are_functorch_transforms_active():
-        return _Functorch.apply(x, weight, bias, r, groups)
-    return _Eager.apply(x, weight, bias, r, groups)
+        x, weight, bias, *inputs = ctx.saved_tensors
+        needs = ctx.needs_input_grad[:3]
+        if torch.is_grad_enabled():
+            grads = composite_grads(ctx.composite, (x, weight, bias), needs, grad)
+        else:
+            grads = backward_ring(grad, x, weight, inputs, ctx.ring, ctx.groups, bias is not None, needs)
+        return (*grads, None, None, None)

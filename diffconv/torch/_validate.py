@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import torch
+import torch.autograd.forward_ad as fwAD
 
 from .._checks import as_tuple, check_conv_shapes, check_float_dtype, check_same_dtype
 
@@ -32,6 +33,15 @@ def autocast_enabled(device_type: str) -> bool:
     """Whether ``torch.autocast`` is active for ``device_type`` (where it picks the conv dtype);
     ``False`` on devices autocast does not know (``meta``)."""
     return torch.amp.is_autocast_available(device_type) and torch.is_autocast_enabled(device_type)
+
+
+def transformed(*tensors: torch.Tensor | None) -> bool:
+    """Whether PyTorch traces or transforms this call (``torch.compile``/``torch.export``,
+    ``torch.jit.trace``, ``torch.func``, forward-mode AD) or runs it on the meta device: then only
+    plain differentiable operations will do."""
+    return (torch.compiler.is_compiling() or torch.jit.is_tracing()
+            or torch._C._functorch.peek_interpreter_stack() is not None or fwAD._current_level >= 0
+            or any(t is not None and t.is_meta for t in tensors))
 
 
 def validate_conv_args(

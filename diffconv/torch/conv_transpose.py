@@ -6,14 +6,22 @@ near the border each output's sum also runs over the ghost inputs it reaches out
 instead of missing them. ``DiffConvTranspose1d/2d/3d`` are the matching ``nn.ConvTransposeNd``
 subclasses.
 
-Computed as the plain ``F.conv_transposeNd`` of the input plus the transposed convolution of
-the thin ring of ghosts (ghosts are linear in the input), :mod:`._transpose_ring`; no padded
-copy of the input is made or saved for backward. Where no output reaches a ghost it is the
-plain ``F.conv_transposeNd`` call.
+Two forms, chosen per call (:func:`_conv_transpose`):
+
+* the ring (:mod:`._transpose_ring`), eager autograd: the plain ``F.conv_transposeNd`` of the
+  input plus the transposed convolution of the thin ring of ghosts (ghosts are linear in the
+  input), one autograd node; no padded copy of the input is made or saved for backward;
+* :func:`composite`, wherever PyTorch traces or transforms the call (``torch.compile``/
+  ``torch.export``, ``torch.jit.trace``, ``torch.func``, forward-mode AD, the meta device) and
+  for a second derivative: the input extended by its ghosts with plain differentiable operations
+  (:func:`~diffconv.torch._ghosts.pad_axis`), then one ``F.conv_transposeNd``.
+
+Where no output reaches a ghost it is the plain ``F.conv_transposeNd`` call.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Sequence
 
 import torch
@@ -21,8 +29,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._checks import as_tuple, check_float_dtype
-from ..transpose_plan import transpose_axis_torch
-from ._transpose_ring import ghost_transpose, ring
+from ..coefficients import source_span
+from ..transpose_plan import TransposeAxis, transpose_axis_torch
+from ._ghosts import Side, pad_axis
+from ._transpose_ring import RingTranspose, ring
+from ._validate import transformed
 
 __all__ = ["conv_transpose1d", "conv_transpose2d", "conv_transpose3d",
            "DiffConvTranspose1d", "DiffConvTranspose2d", "DiffConvTranspose3d"]
@@ -78,16 +89,36 @@ def _conv_transpose(
             )
     # int(): under torch.jit.trace sizes are traced values, under torch.export symbolic ints;
     # the geometry is fixed per shape, like the traced/exported graph itself.
-    plans = [transpose_axis_torch(int(n), int(k), si, pi, opi, di)
-             for n, k, si, pi, opi, di in zip(input.shape[-nd:], weight.shape[2:], s, p, op, d)]
+    plans = tuple(transpose_axis_torch(int(n), int(k), si, pi, opi, di)
+                  for n, k, si, pi, opi, di in zip(input.shape[-nd:], weight.shape[2:], s, p, op, d))
     unbatched = input.dim() == nd + 1
     x = input.unsqueeze(0) if unbatched else input
-    r = ring(tuple(plans))
-    if r.groups:
-        out = ghost_transpose(x, weight, bias, r, groups)
-    else:
+    run = functools.partial(composite, plans=plans, output_padding=op, groups=groups)
+    if not any(plan.has_ghosts for plan in plans):
         out = _PLAIN[nd](x, weight, bias, s, p, op, groups, d)
+    elif transformed(x, weight, bias):
+        out = run(x, weight, bias)
+    else:
+        out = RingTranspose.apply(x, weight, bias, ring(plans), groups, run)
     return out.squeeze(0) if unbatched else out
+
+
+def composite(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, *, plans: Sequence[TransposeAxis],
+              output_padding: Sequence[int], groups: int) -> torch.Tensor:
+    """The layer from plain differentiable operations; ``x`` batched ``(N, C_in, *L)``.
+
+    Each axis gets ``g = max(before, after)`` ghosts on both sides (the side that needs fewer
+    gets ghosts whose outputs all fall outside the result), so that raising the padding by
+    ``g * stride`` crops exactly what the extension adds and ``output_padding`` stays as it is.
+    """
+    widths = [max(p.before, p.after) for p in plans]
+    for a, (p, g) in enumerate(zip(plans, widths)):
+        if g:
+            x = pad_axis(x, 2 + a, Side(p.nodes, p.lattice, g, g, source_span(p.nodes, p.lattice, p.length)))
+    return _PLAIN[len(plans)](
+        x, weight, bias, [p.stride for p in plans], [p.crop + g * p.stride for p, g in zip(plans, widths)],
+        list(output_padding), groups, [p.dilation for p in plans],
+    )
 
 
 def conv_transpose1d(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,

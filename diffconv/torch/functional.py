@@ -25,13 +25,12 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-import torch.autograd.forward_ad as fwAD
 
 from ..plan import AxisPlan, Box, axis_plan, boundary_boxes
 from ._banded import BandedConv, banded_applies, banded_conv2d
 from ._ghosts import Side, pad_axis
 from ._padded import CONV, PaddedConv, out_box, padded_box
-from ._validate import autocast_enabled, validate_conv_args
+from ._validate import autocast_enabled, transformed, validate_conv_args
 from .conv_transpose import conv_transpose1d, conv_transpose2d, conv_transpose3d
 from .padding import lagrange_pad
 
@@ -68,20 +67,13 @@ def geometry(lengths: tuple[int, ...], kernel_size: tuple[int, ...], strides: tu
     return Geometry(plans, strides, dilations, boxes, special and bool(boxes))
 
 
-def _transformed(*tensors: torch.Tensor | None) -> bool:
-    """Whether PyTorch traces or transforms this call (then only plain operations will do)."""
-    return (torch.compiler.is_compiling() or torch.jit.is_tracing()
-            or torch._C._functorch.peek_interpreter_stack() is not None or fwAD._current_level >= 0
-            or any(t is not None and t.is_meta for t in tensors))
-
-
 def choose_form(x: torch.Tensor, weight: torch.Tensor, geo: Geometry, tensors: Sequence[torch.Tensor | None] = ()) -> str:
     """The form that runs a call: ``"banded"``, ``"padded"``, ``"composite"`` or
     ``"traced-banded"`` (module docstring). ``x``: the batched input ``(N, C, *L)``."""
     lengths = tuple(x.shape[2:])
     banded = (not geo.special and x.dtype in _PLAIN_DTYPES
               and banded_applies(lengths, tuple(weight.shape[2:]), geo.strides, geo.dilations))
-    if _transformed(x, weight, *tensors):
+    if transformed(x, weight, *tensors):
         return "traced-banded" if banded and len(lengths) == 2 and torch.compiler.is_compiling() else "composite"
     if banded and len(lengths) == 1:
         return "banded"

@@ -1,5 +1,5 @@
 """DiffConv layers under PyTorch's transforms, tracers and exporters, in 1-, 2- and 3-D, plain,
-with an edge kernel and with the boundary switch off.
+with an edge kernel, with the boundary switch off, and the transposed layers.
 
 Each result is held to an independent truth: eager autograd (``torch.autograd.grad``,
 ``torch.autograd.functional.jacobian/hessian``), the eager output, or onnxruntime's output.
@@ -14,17 +14,22 @@ import pytest
 import torch
 from torch import nn
 
-from diffconv.torch import DiffConv1d, DiffConv2d, DiffConv3d
+from diffconv.torch import (DiffConv1d, DiffConv2d, DiffConv3d, DiffConvTranspose1d, DiffConvTranspose2d,
+                            DiffConvTranspose3d)
 from diffconv.torch import functional as DF
 
 MODULES = {1: DiffConv1d, 2: DiffConv2d, 3: DiffConv3d}
+TRANSPOSED = {1: DiffConvTranspose1d, 2: DiffConvTranspose2d, 3: DiffConvTranspose3d}
 SIZES = {1: (7,), 2: (5, 4), 3: (3, 4, 3)}
 VARIANTS = {"plain": {}, "edge": dict(edge_kernel=True), "switch": dict(boundary_input_grad=False)}
-CASES = [(nd, v) for nd in (1, 2, 3) for v in VARIANTS]
+CASES = [(nd, v) for nd in (1, 2, 3) for v in (*VARIANTS, "transposed")]
 
 
 def _model(nd: int, variant: str, dtype=torch.float64) -> nn.Module:
     torch.manual_seed(nd)
+    if variant == "transposed":     # x2 upsampling, then a dilated stride-1 layer; both reach ghosts
+        return nn.Sequential(TRANSPOSED[nd](2, 3, 4, stride=2, padding=1), nn.Tanh(),
+                             TRANSPOSED[nd](3, 2, 3, padding=2, dilation=2)).to(dtype)
     m = nn.Sequential(MODULES[nd](2, 3, 3, **VARIANTS[variant]), nn.Tanh(),
                       MODULES[nd](3, 2, 2, dilation=2, **VARIANTS[variant])).to(dtype)
     if variant == "edge":          # edge parameters that differ from the main ones
