@@ -10,59 +10,28 @@ adjusted so that the output keeps its place. Pure ``jax.numpy``/``lax``: jit, gr
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
 from .._checks import as_tuple, check_float_dtype, check_same_dtype
 from ..transpose_plan import TransposeAxis, lax_transpose_padding, transpose_axis_lax, transpose_axis_torch
+from ._ghosts import ghost_pad
 from ._validate import check_array, check_precision
 
 __all__ = ["broadcast_per_axis", "check_layer_padding", "conv_transpose", "layer_transpose",
            "transpose_conv_general"]
 
-_LOW_PRECISION = (jnp.dtype(jnp.float16), jnp.dtype(jnp.bfloat16))
-
-
-def _work_dtype(dtype: Any) -> np.dtype:
-    """Ghosts are extrapolated in at least float32 (DESIGN §2, precision)."""
-    return np.dtype(np.float32) if jnp.dtype(dtype) in _LOW_PRECISION else np.dtype(dtype)
-
-
-@functools.lru_cache(maxsize=512)
-def _ghost_rows(plan: TransposeAxis, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    gw = plan.ghost_weights()
-    return gw.low.astype(dtype), gw.high.astype(dtype)
-
-
-def _rows_along(rows: np.ndarray, src: jax.Array, axis: int) -> jax.Array:
-    """``rows @ src`` along ``axis``."""
-    return jnp.moveaxis(jnp.tensordot(rows, src, axes=([1], [axis])), 0, axis)
-
 
 def extend(x: jax.Array, plans: Sequence[TransposeAxis]) -> jax.Array:
-    """``x`` ``(N, *L, C)`` with each spatial axis extended by its ghosts (``before``/``after`` of its plan),
-    axis after axis, so corners are the tensor product. Ghosts are formed in at least float32."""
-    dtype = x.dtype
-    work = _work_dtype(dtype)
-    out = x.astype(work)
-    for a, p in enumerate(plans):
-        if not p.has_ghosts:
-            continue
-        axis = 1 + a
-        low, high = _ghost_rows(p, work)
-        parts = [out]
-        n = out.shape[axis]
-        if p.before:
-            parts.insert(0, _rows_along(low, lax.slice_in_dim(out, 0, low.shape[1], axis=axis), axis))
-        if p.after:
-            parts.append(_rows_along(high, lax.slice_in_dim(out, n - high.shape[1], n, axis=axis), axis))
-        out = jnp.concatenate(parts, axis=axis)
-    return out.astype(dtype)
+    """``x`` ``(N, *L, C)`` with each spatial axis extended by its ghosts (``before``/``after`` of
+    its plan: DiffConv's ghost rule with kernel size ``nodes`` and dilation ``lattice``), by the
+    convolution's ghost builder (:func:`._ghosts.ghost_pad`)."""
+    axes = [a for a, p in enumerate(plans) if p.has_ghosts]
+    return ghost_pad(x, [1 + a for a in axes], [plans[a].nodes for a in axes], [plans[a].lattice for a in axes],
+                     [(plans[a].before, plans[a].after) for a in axes])
 
 
 def transpose_conv_general(
