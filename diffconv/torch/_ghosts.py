@@ -52,6 +52,8 @@ def eager_cached(build: Callable[..., T]) -> Callable[..., T]:
     def get(*args):
         return build(*args) if torch.compiler.is_compiling() or torch.jit.is_tracing() else cached(*args)
 
+    get.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
+
     return get
 
 

@@ -16,6 +16,7 @@ from torch import nn
 
 from diffconv.torch import (DiffConv1d, DiffConv2d, DiffConv3d, DiffConvTranspose1d, DiffConvTranspose2d,
                             DiffConvTranspose3d)
+from diffconv.torch import _ghosts
 from diffconv.torch import functional as DF
 
 MODULES = {1: DiffConv1d, 2: DiffConv2d, 3: DiffConv3d}
@@ -96,6 +97,18 @@ def test_jit_trace_reproduces_the_eager_model(nd, variant):
     x2 = torch.randn_like(x)
     _close(traced(x), m(x))
     _close(traced(x2), m(x2))
+
+
+@pytest.mark.parametrize("nd,variant", CASES)
+def test_jit_trace_of_a_model_never_run_before(nd, variant):
+    """torch.jit.trace checks its trace by tracing again: with no ghost operator cached yet, the
+    first trace builds them, so both traces must build them the same way."""
+    _ghosts.operator.cache_clear()
+    m, x = _model(nd, variant), _input(nd)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        traced = torch.jit.trace(m, x)
+    _close(traced(x), m(x))
 
 
 @pytest.mark.parametrize("nd,variant", CASES)
