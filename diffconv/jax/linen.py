@@ -17,6 +17,20 @@ from ._layer import apply_conv, apply_conv_transpose, check_input_rank, kernel_s
 __all__ = ["DiffConv", "DiffConvTranspose"]
 
 
+def _autoname_like(module: nn.Module, flax_class: str) -> None:
+    """Name an unnamed ``module`` in a compact parent as Flax names ``flax_class`` (``Conv_0``,
+    ``Conv_1``, ... sharing that class's counter), so that swapping the Flax layer for this one
+    keeps the parameter tree."""
+    parent = module.parent
+    if parent is _module._unspecified_parent:
+        parent = _module._context.module_stack[-1]
+    if module.name is None and isinstance(parent, nn.Module) and not parent._state.in_setup \
+            and parent._initialization_allowed:
+        cursor = parent._state.autoname_cursor.get(flax_class, 0)
+        object.__setattr__(module, "name", f"{flax_class}_{cursor}")
+        parent._state.autoname_cursor[flax_class] = cursor + 1
+
+
 class DiffConv(nn.Module):
     """Size-keeping convolution whose border sees Lagrange ghosts instead of zeros.
 
@@ -44,16 +58,7 @@ class DiffConv(nn.Module):
     boundary_input_grad: bool = True
 
     def __post_init__(self) -> None:
-        # Auto-name like nn.Conv ("Conv_0", "Conv_1", ... sharing its counter), so that swapping
-        # nn.Conv for DiffConv in a compact module keeps the parameter tree.
-        parent = self.parent
-        if parent is _module._unspecified_parent:
-            parent = _module._context.module_stack[-1]
-        if self.name is None and isinstance(parent, nn.Module) and not parent._state.in_setup \
-                and parent._initialization_allowed:
-            cursor = parent._state.autoname_cursor.get("Conv", 0)
-            object.__setattr__(self, "name", f"Conv_{cursor}")
-            parent._state.autoname_cursor["Conv"] = cursor + 1
+        _autoname_like(self, "Conv")
         super().__post_init__()
 
     @nn.compact
@@ -113,16 +118,7 @@ class DiffConvTranspose(nn.Module):
     preferred_element_type: Any = None
 
     def __post_init__(self) -> None:
-        # Auto-name like nn.ConvTranspose (sharing its counter), so that swapping it for this
-        # layer in a compact module keeps the parameter tree.
-        parent = self.parent
-        if parent is _module._unspecified_parent:
-            parent = _module._context.module_stack[-1]
-        if self.name is None and isinstance(parent, nn.Module) and not parent._state.in_setup \
-                and parent._initialization_allowed:
-            cursor = parent._state.autoname_cursor.get("ConvTranspose", 0)
-            object.__setattr__(self, "name", f"ConvTranspose_{cursor}")
-            parent._state.autoname_cursor["ConvTranspose"] = cursor + 1
+        _autoname_like(self, "ConvTranspose")
         super().__post_init__()
 
     @nn.compact

@@ -308,3 +308,21 @@ def test_boundary_modes_are_rejected(padding):
         dlinen.DiffConvTranspose(2, (3, 3), padding=padding).init(jax.random.key(0), x)
     with pytest.raises(ValueError, match="padding"):
         dnnx.DiffConvTranspose(2, 2, (3, 3), padding=padding, rngs=nnx.Rngs(0))
+
+
+def test_linen_layer_is_auto_named_like_flax_conv_transpose():
+    """In a compact module the layer takes ``ConvTranspose_<i>`` names on Flax's own counter,
+    so swapping ``nn.ConvTranspose`` for it keeps the parameter tree."""
+
+    class Up(nn.Module):
+        layer: type
+
+        @nn.compact
+        def __call__(self, x):
+            return self.layer(2, (3, 3), strides=(2, 2))(nn.ConvTranspose(3, (2, 2))(x))
+
+    x = jnp.zeros((1, 4, 4, 2))
+    plain = Up(nn.ConvTranspose).init(jax.random.key(0), x)
+    ours = Up(dlinen.DiffConvTranspose).init(jax.random.key(0), x)
+    assert set(ours["params"]) == set(plain["params"]) == {"ConvTranspose_0", "ConvTranspose_1"}
+    assert jax.tree.map(jnp.shape, ours) == jax.tree.map(jnp.shape, plain)
