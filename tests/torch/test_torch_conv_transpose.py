@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import random
-from fractions import Fraction
 from math import gcd
 
 import pytest
@@ -20,6 +19,7 @@ import torch.autograd.forward_ad as fwAD
 import torch.nn.functional as F
 from torch import nn
 
+import torch_truths
 from diffconv.torch import DiffConvTranspose1d, DiffConvTranspose2d, DiffConvTranspose3d
 from diffconv.torch.functional import conv_transpose1d, conv_transpose2d, conv_transpose3d
 
@@ -29,17 +29,6 @@ OURS = {1: conv_transpose1d, 2: conv_transpose2d, 3: conv_transpose3d}
 
 # ----------------------------------------------------------------------------------- the truth
 
-def _lagrange_at(nodes: list[int], q: int) -> list[Fraction]:
-    weights = []
-    for a in nodes:
-        w = Fraction(1)
-        for b in nodes:
-            if b != a:
-                w *= Fraction(q - b, a - b)
-        weights.append(w)
-    return weights
-
-
 def _reached(L: int, k: int, s: int, p: int, op: int, d: int) -> tuple[int, int, int]:
     """``(first input position, last input position, output length)`` any output sums over."""
     n = (L - 1) * s - 2 * p + d * (k - 1) + op + 1
@@ -48,24 +37,12 @@ def _reached(L: int, k: int, s: int, p: int, op: int, d: int) -> tuple[int, int,
 
 
 def extension_matrix(L: int, k: int, s: int, p: int, op: int, d: int) -> tuple[torch.Tensor, int, int]:
-    """``(E, before, out_len)``: ``E @ x`` is the axis extended by its ghosts (float64 of exact fractions)."""
+    """``(E, before, out_len)``: ``E @ x`` is the axis extended by its ghosts (float64 of exact
+    fractions): the ghosts of a kernel of ``m`` taps and dilation ``d/gcd(s, d)``, as in
+    :func:`torch_truths.extension_matrix`, over the positions the brute-force search reaches."""
     first, last, n = _reached(L, k, s, p, op, d)
-    step = d // gcd(s, d)
-    m = -(-k * gcd(s, d) // s)
-    rows = []
-    for q in range(first, last + 1):
-        row = [Fraction(0)] * L
-        if 0 <= q < L:
-            row[q] = Fraction(1)
-        else:
-            lattice = [t for t in range(L) if (t - q) % step == 0]
-            nodes = lattice[:m] if q < 0 else lattice[-m:]
-            if not nodes:                     # an empty lattice takes the edge sample
-                row[0 if q < 0 else L - 1] = Fraction(1)
-            for t, w in zip(nodes, _lagrange_at(nodes, q)):
-                row[t] = w
-        rows.append([float(v) for v in row])
-    return torch.tensor(rows, dtype=torch.float64), -first, n
+    E = torch_truths.extension_matrix(L, -(-k * gcd(s, d) // s), d // gcd(s, d), -first, last - (L - 1))
+    return torch.tensor(E, dtype=torch.float64), -first, n
 
 
 def truth(x, w, b, stride, padding, output_padding, groups, dilation):
