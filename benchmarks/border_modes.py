@@ -4,11 +4,12 @@ The models of ``diffconv speed`` (``stack``, ``unet``, ``gelu``, ``resnet``) are
 ``nn.Conv`` and ``padding='SAME'`` (``zeros``: the convolution pads by itself), with the input
 zero-padded by ``jnp.pad`` and convolved unpadded in DiffConv's layout (``zeropad``: the same
 sums, but a padded input is built first, as every mode below does), with ``padding='REFLECT'``
-or ``'CIRCULAR'``, or with DiffConv. For each, the train step (``value_and_grad`` of the MSE plus an Adam update,
-as ``diffconv speed`` runs it) is lowered and compiled, caches cleared before each compilation,
-the fastest of ``--repeats`` reported; then the compiled steps run in ``--rounds`` alternated
-rounds, the median of each round's ratio to zeros reported; memory is XLA's plan
-(``memory_analysis``: temporaries, arguments and outputs). ``zeropad`` isolates what building a
+or ``'CIRCULAR'``, or with DiffConv. For each, the train step (``value_and_grad`` of the MSE
+plus an Adam update, for every model, also the ``stack`` that ``diffconv speed`` runs without
+one) is lowered and compiled, caches cleared before each compilation, the fastest of
+``--repeats`` reported; then the compiled steps run in ``--rounds`` alternated rounds, the
+median of each round's ratio to zeros reported; memory is XLA's plan as ``diffconv speed``
+reads it. ``zeropad`` isolates what building a
 padded input costs at all; the ghosts' own cost is DiffConv's excess over it.
 
     python benchmarks/border_modes.py [--models stack unet gelu resnet] [--kernel-sizes 3 5]
@@ -26,13 +27,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from diffconv.commands.speed import _jax_nets
+from diffconv.commands.speed import MODELS, _jax_memory, _jax_nets, _jax_train_step
 from diffconv.jax.functional import uses_extra_row
 from diffconv.jax.linen import DiffConv
 
 MODES = ("zeros", "zeropad", "reflect", "circular", "diffconv")
-MODELS = {"stack": ("Stack", lambda c: c), "unet": ("UNet", lambda c: 3), "gelu": ("Gelu", lambda c: 3),
-          "resnet": ("ResNet", lambda c: 3)}
+CLASSES = {"stack": "Stack", "unet": "UNet", "gelu": "Gelu", "resnet": "ResNet"}   # of _jax_nets()
 
 
 class ZeroPadConv(nn.Module):
@@ -67,21 +67,14 @@ def conv_factory(mode: str) -> Callable[..., nn.Module]:
 
 def train_step(model: str, mode: str, k: int, size: int, channels: int, batch: int) -> tuple[Any, tuple]:
     """``(train, state)``: the jitted train step of ``model`` with border ``mode`` and its first state."""
-    cls, in_channels = MODELS[model]
-    net = getattr(_jax_nets(), cls)(conv_factory(mode), channels, k)
+    net = getattr(_jax_nets(), CLASSES[model])(conv_factory(mode), channels, k)
     rng = np.random.default_rng(0)
-    x = jnp.asarray(rng.standard_normal((batch, size, size, in_channels(channels))), jnp.float32)
+    x = jnp.asarray(rng.standard_normal((batch, size, size, MODELS[model].in_channels(channels))), jnp.float32)
     params = jax.eval_shape(net.init, jax.random.PRNGKey(0), x)
     params = jax.tree.map(lambda leaf: jnp.asarray(rng.standard_normal(leaf.shape) * 0.05, leaf.dtype), params)
     target = jnp.zeros(jax.eval_shape(net.apply, params, x).shape)
     opt = optax.adam(1e-4)
-
-    def train(p: Any, o: Any) -> Any:
-        loss, grads = jax.value_and_grad(lambda q: jnp.mean((net.apply(q, x) - target) ** 2))(p)
-        updates, o = opt.update(grads, o, p)
-        return optax.apply_updates(p, updates), o, loss
-
-    return jax.jit(train), (params, opt.init(params))
+    return _jax_train_step(net, x, target, opt, adam=True), (params, opt.init(params))
 
 
 def measure(model: str, k: int, args: argparse.Namespace) -> dict[str, dict[str, float]]:
@@ -96,8 +89,7 @@ def measure(model: str, k: int, args: argparse.Namespace) -> dict[str, dict[str,
             compiled[m] = train.lower(*state).compile()
             out[m]["compile"] = min(out[m]["compile"], time.perf_counter() - t0)
     for m, c in compiled.items():
-        ma = c.memory_analysis()
-        out[m]["memory"] = ma.temp_size_in_bytes + ma.argument_size_in_bytes + ma.output_size_in_bytes
+        out[m]["memory"] = _jax_memory(c)
         jax.block_until_ready(c(*steps[m][1]))
     ratios: dict[str, list[float]] = {m: [] for m in MODES}
     for _ in range(args.rounds):
@@ -115,7 +107,7 @@ def measure(model: str, k: int, args: argparse.Namespace) -> dict[str, dict[str,
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
+    parser.add_argument("--models", nargs="+", choices=list(CLASSES), default=list(CLASSES))
     parser.add_argument("--kernel-sizes", type=int, nargs="+", default=[3, 5])
     parser.add_argument("--size", type=int, default=96)
     parser.add_argument("--channels", type=int, default=32)

@@ -528,6 +528,24 @@ def _jax_memory(compiled) -> int:
     return int(ma.temp_size_in_bytes + ma.argument_size_in_bytes + ma.output_size_in_bytes - ma.alias_size_in_bytes)
 
 
+def _jax_train_step(net: Any, x: Any, target: Any, opt: Any, adam: bool) -> Callable[..., Any]:
+    """The jitted step ``train(params, opt_state) -> (params, opt_state, loss)`` of the MSE of
+    ``net.apply(params, x)`` against ``target``: an ``opt`` update with ``adam``, else the
+    gradients in place of the new parameters."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    def train(p, o):
+        loss, grads = jax.value_and_grad(lambda q: jnp.mean((net.apply(q, x) - target) ** 2))(p)
+        if not adam:
+            return grads, o, loss
+        updates, o = opt.update(grads, o, p)
+        return optax.apply_updates(p, updates), o, loss
+
+    return jax.jit(train)
+
+
 def _run_jax(model: str, k: int, s: dict[str, Any], device: str, dtype_name: str, bar) -> Result:
     import jax
     import jax.numpy as jnp
@@ -557,21 +575,7 @@ def _run_jax(model: str, k: int, s: dict[str, Any], device: str, dtype_name: str
     target = jax.device_put(jnp.asarray(rng.standard_normal(out.shape), dtype), dev)
     opt = optax.adam(1e-4)
 
-    trains = {}
-    for name, net in nets.items():
-        def loss_fn(p, net=net):
-            return jnp.mean((net.apply(p, x) - target) ** 2)
-
-        if spec.adam:
-            def train(p, o, loss_fn=loss_fn):
-                loss, grads = jax.value_and_grad(loss_fn)(p)
-                updates, o = opt.update(grads, o, p)
-                return optax.apply_updates(p, updates), o, loss
-        else:
-            def train(p, o, loss_fn=loss_fn):
-                loss, grads = jax.value_and_grad(loss_fn)(p)
-                return grads, o, loss
-        trains[name] = jax.jit(train)
+    trains = {name: _jax_train_step(net, x, target, opt, spec.adam) for name, net in nets.items()}
 
     state = (params, jax.jit(opt.init)(params))
     compile_s: dict[str, float] = {name: math.inf for name in trains}
