@@ -46,8 +46,9 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def axis_plan(length: int, kernel_size: int, dilation: int = 1, stride: int = 1) -> AxisPlan:
-    """Plan one axis of ``length >= 1`` samples (short axes take lower-order ghosts, DESIGN §2)."""
+def axis_plan(length: int, kernel_size: int, dilation: int = 1, stride: int = 1, periodic: bool = False) -> AxisPlan:
+    """Plan one axis of ``length >= 1`` samples (short axes take lower-order ghosts, docs/design.md).
+    ``periodic``: a circular axis, whose outputs never count as boundary outputs."""
     if length < 1:
         raise ValueError(f"a spatial axis has length {length}; a convolution needs at least one sample")
     before, after = ghost_widths(kernel_size, dilation)
@@ -56,6 +57,8 @@ def axis_plan(length: int, kernel_size: int, dilation: int = 1, stride: int = 1)
     n_low = min(out_len, _ceil_div(before, stride))              # i*stride < before
     first_high = _ceil_div(length - after, stride)                # i*stride > length-1-after
     n_high = max(0, out_len - max(first_high, n_low))
+    if periodic:
+        n_low = n_high = 0
     return AxisPlan(length, kernel_size, dilation, stride, before, after, span, out_len, n_low, n_high)
 
 
