@@ -1,4 +1,5 @@
-"""The numpy reference form itself: exact on polynomials against scipy's VALID correlation."""
+"""The numpy reference form (diffconv.reference) held to independent truths: scipy's VALID
+correlation on polynomials and the oracle (tests/oracle.py) on random data."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import numpy as np
 import pytest
 from scipy.signal import correlate
 
+import oracle
 from diffconv.reference import reference_conv
+from tolerances import conv_tol, scale_of
 
 
 def _widths(k: int, d: int) -> tuple[int, int]:
@@ -85,26 +88,52 @@ def test_reference_not_exact_one_degree_higher():
     assert not np.isclose(y[0], truth[0], rtol=1e-6)
 
 
-def test_reference_interior_is_plain_correlation_on_random_data():
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((1, 1, 9, 8))
-    w = rng.standard_normal((1, 1, 3, 4))
-    y = reference_conv(x, w)[0, 0]
-    plain = correlate(x[0, 0], w[0, 0], mode="valid")        # outputs 1..7 (rows) x 1..5 (cols)
-    assert np.allclose(y[1:-1, 1:-2], plain, rtol=1e-12, atol=1e-12)
+RANDOM = CASES + [
+    # axes of exactly k*d samples, even kernels with dilation, strides longer than the axis' ghosts
+    ((3,), (3,), (1,), (1,)),
+    ((9,), (3,), (3,), (2,)),
+    ((8, 9), (4, 3), (2, 3), (1, 2)),
+    ((5, 4), (5, 4), (1, 1), (1, 3)),
+    ((7, 8), (6, 2), (1, 4), (2, 1)),
+]
+# (the transformed-kernel form needs a complete window on every lattice: short axes are the
+# oracle's and the backends' business, see test_reference_rejects_short_axes)
 
 
-def test_reference_edge_weight_and_bias_only_at_boundary():
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal((2, 2, 7, 7))
-    w = rng.standard_normal((2, 2, 3, 3))
-    b = rng.standard_normal(2)
-    plain = reference_conv(x, w, b)
-    edged = reference_conv(x, w, b, edge_weight=2 * w, edge_bias=b + 1)
-    inner = (slice(None), slice(None), slice(1, -1), slice(1, -1))
-    assert np.array_equal(plain[inner], edged[inner])
-    border = np.ones((7, 7), dtype=bool)
-    border[1:-1, 1:-1] = False
-    # Linearity: with kernel 2w and bias b+1 the boundary outputs are 2*(plain - b) + b + 1.
-    expected = 2 * (plain - b[:, None, None]) + (b + 1)[:, None, None]
-    assert np.allclose(edged[..., border], expected[..., border], rtol=1e-12, atol=1e-12)
+def test_reference_rejects_short_axes():
+    for lengths, ks, dils in [((2,), (3,), (1,)), ((5,), (3,), (3,)), ((3, 9), (4, 3), (2, 3))]:
+        with pytest.raises(ValueError, match="complete window"):
+            reference_conv(np.zeros((1, 1, *lengths)), np.zeros((1, 1, *ks)), dilation=dils)
+
+
+@pytest.mark.parametrize("lengths,ks,dils,strides", RANDOM)
+@pytest.mark.parametrize("groups", [1, 2])
+def test_reference_equals_oracle_on_random_data(lengths, ks, dils, strides, groups):
+    rng = np.random.default_rng(sum(lengths) * 7 + sum(ks) + groups)
+    x = rng.standard_normal((2, 4, *lengths))
+    w = rng.standard_normal((6, 4 // groups, *ks))
+    b = rng.standard_normal(6)
+    got = reference_conv(x, w, b, strides, dils, groups)
+    want = oracle.diff_conv(x, w, b, strides, dils, groups)
+    tol = conv_tol("float64", ks, 4 // groups, dilation=dils, scale=scale_of(x, w))
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, rtol=0, atol=tol)
+
+
+@pytest.mark.parametrize("lengths,ks,dils,strides", [RANDOM[3], RANDOM[4], RANDOM[9], RANDOM[11], RANDOM[12]])
+def test_reference_edge_kernel_equals_oracle(lengths, ks, dils, strides):
+    rng = np.random.default_rng(len(lengths) + 40)
+    x = rng.standard_normal((1, 2, *lengths))
+    w, ew = rng.standard_normal((2, 3, 2, *ks))
+    b, eb = rng.standard_normal((2, 3))
+    tol = conv_tol("float64", ks, 2, dilation=dils, scale=scale_of(x, w))
+    for kw in (dict(edge_weight=ew, edge_bias=eb), dict(edge_weight=ew), dict(edge_bias=eb)):
+        got = reference_conv(x, w, b, strides, dils, 1, **kw)
+        want = oracle.diff_conv(x, w, b, strides, dils, 1, **kw)
+        np.testing.assert_allclose(got, want, rtol=0, atol=tol)
+    # and the edge parameters really reach the boundary outputs only
+    mask = oracle.boundary_mask(lengths, ks, strides, dils)
+    plain = reference_conv(x, w, b, strides, dils)
+    edged = reference_conv(x, w, b, strides, dils, 1, ew, eb)
+    assert np.array_equal(plain[..., ~mask], edged[..., ~mask])
+    assert np.all(plain[..., mask] != edged[..., mask])
