@@ -5,10 +5,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from diffconv.coefficients import ghost_weights
 from diffconv.jax import conv, lagrange_pad
 
+import oracle
 from jaxtest_helpers import extension_matrix
+from tolerances import eps
 
 X = np.zeros((2, 8, 9, 4), np.float32)
 K = np.zeros((3, 3, 2, 6), np.float32)
@@ -45,15 +46,28 @@ def test_conv_rejects(kwargs, exc, match):
         conv(x, kernel, bias, **args)
 
 
-def test_lagrange_pad_matches_ghost_weights_and_polynomials(x64):
+def _oracle_pad(x, widths, kernel_size, dilation=1, order=None):
+    """oracle.pad on an array without batch/channel axes."""
+    return oracle.pad(np.asarray(x, np.float64)[None, None], widths, "diff", kernel_size, dilation, order)[0, 0]
+
+
+def test_lagrange_pad_matches_oracle_and_polynomials(x64):
     rng = np.random.default_rng(2)
     x = rng.standard_normal((6, 7, 3))
     y = jax.jit(lambda x: lagrange_pad(x, ((1, 2), (0, 0), (0, 0))))(x)
-    g = ghost_weights(4, widths=(1, 2))                      # default kernel_size (1+2)//1+1 = 4
     assert y.shape == (9, 7, 3)
-    np.testing.assert_allclose(y[1:7], x, rtol=0, atol=0)    # data untouched, other axes untouched
-    np.testing.assert_allclose(y[:1], np.einsum("gi,ijc->gjc", g.low, x[:4]), rtol=1e-13)
-    np.testing.assert_allclose(y[7:], np.einsum("gi,ijc->gjc", g.high, x[-4:]), rtol=1e-13)
+    np.testing.assert_array_equal(y[1:7], x)                 # data untouched, other axes untouched
+    # default kernel_size (1+2)//1+1 = 4 on axis 0; ghosts by the oracle's exact weights
+    want = _oracle_pad(x, [(1, 2), (0, 0), (0, 0)], (4, 1, 1))
+    np.testing.assert_allclose(y, want, rtol=0, atol=1e-13 * np.abs(want).max())
+    # the worked weights, written out: the ghost one step out of a k=4 axis is 4u0 - 6u1 + 4u2 - u3
+    np.testing.assert_allclose(y[0], 4 * x[0] - 6 * x[1] + 4 * x[2] - x[3], rtol=1e-13, atol=1e-13)
+
+    # random data, two axes, dilation 2, kernel 3: the ghosts of each lattice
+    x2 = rng.standard_normal((7, 8))
+    y2 = lagrange_pad(x2, ((2, 2), (1, 3)), kernel_size=3, dilation=2)
+    want2 = _oracle_pad(x2, [(2, 2), (1, 3)], 3, 2)
+    np.testing.assert_allclose(y2, want2, rtol=0, atol=1e-13 * np.abs(want2).max())
 
     # Quadratic data, kernel_size 3, dilation 2: ghosts continue the polynomial on every axis.
     t = np.arange(-3, 10)
@@ -63,8 +77,18 @@ def test_lagrange_pad_matches_ghost_weights_and_polynomials(x64):
     padded = lagrange_pad(inner, 3, kernel_size=3, dilation=2)
     np.testing.assert_allclose(padded, grid[0:12, 0:12], rtol=1e-11)
 
-    low = lagrange_pad(jnp.asarray(inner, jnp.bfloat16), ((1, 1), (1, 1)))
-    assert low.dtype == jnp.bfloat16
+
+def test_lagrange_pad_low_precision_values():
+    """bfloat16/float16 in, same dtype out, ghosts computed in >= float32: within one rounding of
+    the exact ghosts of the same (rounded) operands."""
+    rng = np.random.default_rng(3)
+    for dtype in (jnp.bfloat16, jnp.float16):
+        x = jnp.asarray(rng.uniform(-1, 1, (6, 6)), dtype)
+        y = lagrange_pad(x, ((1, 1), (1, 1)))
+        assert y.dtype == dtype
+        want = _oracle_pad(np.asarray(x, np.float32), [(1, 1), (1, 1)], 3)
+        # one rounding to dtype, plus float32 arithmetic (negligible at this size)
+        np.testing.assert_allclose(np.asarray(y, np.float64), want, rtol=eps(dtype), atol=1e-6 * np.abs(want).max())
 
 
 def test_lagrange_pad_on_a_short_axis_follows_the_short_axis_rule(x64):
