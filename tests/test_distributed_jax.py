@@ -110,6 +110,7 @@ def sharded_run(tmp_path_factory) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_sharded_train_step_matches_single_device(sharded_run):
     r = sharded_run
     loss1, loss2, loss3 = r["loss"]
@@ -123,5 +124,6 @@ def test_sharded_train_step_matches_single_device(sharded_run):
     assert r["collectives"]["all-reduce"] >= 1  # gradients are summed over the shards
 
 
+@pytest.mark.slow
 def test_sharded_edge_kernel_gradients_match_single_device(sharded_run):
     assert sharded_run["edge_grads_rel"] <= 1e-5

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -61,6 +62,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_ddp_gradients_equal_single_process_full_batch(tmp_path):
     (tmp_path / "ddp.py").write_text(WORKER)
     (tmp_path / "ddp_common.py").write_text(COMMON)

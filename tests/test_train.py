@@ -87,6 +87,7 @@ def _check_result(out: Path, framework: str, task: str) -> dict:
     return result
 
 
+@pytest.mark.slow
 def test_train_torch_quick(tmp_path, one_thread):
     import torch
 
@@ -301,6 +302,7 @@ def test_flax_variants_match_torch_padding():
         np.testing.assert_allclose(got, expect, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_train_torch_on_data_with_every_variant(tmp_path, capsys, one_thread):
     import torch
 

@@ -194,6 +194,7 @@ def test_channels_last_model_keeps_values():
 onnx = pytest.importorskip  # alias keeps the ONNX tests' skip reason readable
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dynamo", [True, False], ids=["dynamo", "legacy"])
 @pytest.mark.parametrize("nd,variant", CASES)
 def test_onnx_export_runs_in_onnxruntime(nd, variant, dynamo, tmp_path):
