@@ -1,4 +1,5 @@
-"""Bounded property-based fuzz of polynomial exactness (more examples: DIFFCONV_FUZZ_EXAMPLES=500)."""
+"""Bounded property-based fuzz of polynomial exactness (more examples: DIFFCONV_FUZZ_EXAMPLES=500 or
+HYPOTHESIS_PROFILE=thorough). Derandomized in CI by the ``ci`` profile of tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ import pytest
 
 pytest.importorskip("hypothesis")
 
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from test_torch_polynomial import check_polynomial_exactness  # noqa: E402
 
-EXAMPLES = int(os.environ.get("DIFFCONV_FUZZ_EXAMPLES", "25"))
+# 25 under the default profiles (ci, dev), scaled with the profile (thorough: 125)
+EXAMPLES = int(os.environ.get("DIFFCONV_FUZZ_EXAMPLES", 25 * settings.default.max_examples // 100))
 
 
 @st.composite
@@ -29,7 +31,7 @@ def configurations(draw):
     return nd, ks, lengths, stride, dil, groups, seed
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES)   # deadline, health checks, derandomize: from the profile
 @given(configurations())
 def test_fuzz_polynomial_exactness(config):
     nd, ks, lengths, stride, dil, groups, seed = config
