@@ -14,7 +14,7 @@ from flax.linen.linear import default_kernel_init
 
 from ._layer import apply_conv, apply_conv_transpose, check_input_rank, kernel_size_tuple, per_axis
 
-__all__ = ["DiffConv", "DiffConvTranspose"]
+__all__ = ["DiffConv", "DiffConvTranspose", "padding_free"]
 
 
 def _autoname_like(module: nn.Module, flax_class: str) -> None:
@@ -135,3 +135,6 @@ class DiffConvTranspose(nn.Module):
         bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
         inputs, kernel, bias = self.promote_dtype(inputs, kernel, bias, dtype=self.dtype)
         return apply_conv_transpose(self, inputs, kernel, bias)
+
+
+from ._dropin import padding_free  # noqa: E402  (imports nothing from this module)

@@ -1,5 +1,5 @@
 """``flax.nnx`` layers :class:`DiffConv` and :class:`DiffConvTranspose`, and :func:`convert`, which swaps
-:class:`DiffConv` in for size-keeping ``nnx.Conv``."""
+them in for the size-keeping ``nnx.Conv`` and ``'SAME'`` ``nnx.ConvTranspose`` of a model."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from types import MappingProxyType
 
 from flax.nnx.nn.linear import canonicalize_padding, default_bias_init, default_kernel_init
 
-from ..coefficients import ghost_widths
+from ._dropin import boundary_options, conv_layer_mode, flatten_batch, flax_grid_conv, flax_pads, restore_batch, \
+    takes_boundary, transpose_layer_qualifies
 from ._layer import apply_conv, apply_conv_transpose, check_input_rank, kernel_size_tuple, per_axis
-from .conv_transpose import check_layer_padding
+from .conv_transpose import broadcast_per_axis, check_layer_padding
 
 __all__ = ["DiffConv", "DiffConvTranspose", "convert"]
 
@@ -87,58 +88,131 @@ class DiffConv(nnx.Conv):
         )
 
 
-def _is_size_keeping(conv: nnx.Conv) -> bool:
-    """``padding='SAME'`` or the explicit widths ``((e-1)//2, e//2)`` of the README's Semantics, no input dilation/mask."""
+class _FlaxGridDiffConv(DiffConv):
+    """What :func:`convert` makes of a strided ``'SAME'`` ``nnx.Conv``: :class:`DiffConv` whose
+    windows stay where that layer centres them (``lax`` splits strided 'SAME' padding by the
+    input length, e.g. ``(0, 1)`` for ``k=3, s=2`` on even lengths), read from the stride-1
+    result (:func:`._dropin.flax_grid_conv`). Input ``(*batch, *L, in)``, output Flax's."""
+
+    def __call__(self, inputs: jax.Array, out_sharding: Any = None) -> jax.Array:
+        ks = tuple(self.kernel_size)
+        nd = len(ks)
+        check_input_rank(inputs, ks)
+        values = [None if p is None else p[...] for p in (self.kernel, self.bias, self.edge_kernel, self.edge_bias)]
+        inputs, kernel, bias, edge_kernel, edge_bias = self.promote_dtype((inputs, *values), dtype=self.dtype)
+        x, batch_shape = flatten_batch(inputs, nd)
+        strides = broadcast_per_axis(self.strides, nd, "strides")
+        dils = broadcast_per_axis(self.kernel_dilation, nd, "kernel_dilation")
+        y = flax_grid_conv(
+            x, kernel, bias, pads=flax_pads("SAME", x.shape[1:-1], ks, strides, dils), strides=strides,
+            dilation=dils, feature_group_count=self.feature_group_count, precision=self.precision,
+            boundary=getattr(self, "boundary", None), order=getattr(self, "order", None), edge_kernel=edge_kernel,
+            edge_bias=edge_bias, boundary_input_grad=self.boundary_input_grad,
+        )
+        return restore_batch(y, batch_shape)
+
+
+def _conv_mode(conv: Any) -> str | None:
+    """:func:`._dropin.conv_layer_mode` of a plain ``nnx.Conv`` that :class:`DiffConv` can stand
+    in for (no mask, input dilation, custom convolution or preferred element type), else None."""
+    if type(conv) is not nnx.Conv:
+        return None
     nd = len(conv.kernel_size)
-    if per_axis(conv.input_dilation, nd) not in (1, (1,) * nd) or conv.mask is not None:
-        return False
-    if conv.conv_general_dilated is not jax.lax.conv_general_dilated:
-        return False
-    padding = canonicalize_padding(conv.padding, nd)
-    if isinstance(padding, str):
-        # Strided 'SAME' aligns its windows by the input length; DiffConv samples the stride-1
-        # result at 0, s, 2s, ... So only stride-1 'SAME' keeps its output grid.
-        return padding == "SAME" and per_axis(conv.strides, nd) in (1, (1,) * nd)
-    dil = per_axis(conv.kernel_dilation, nd)
-    dils = (dil,) * nd if isinstance(dil, int) else dil
-    return tuple(tuple(p) for p in padding) == tuple(ghost_widths(k, d) for k, d in zip(conv.kernel_size, dils))
+    if broadcast_per_axis(conv.input_dilation, nd, "input_dilation") != (1,) * nd or conv.mask is not None \
+            or conv.conv_general_dilated is not jax.lax.conv_general_dilated \
+            or getattr(conv, "preferred_element_type", None) is not None:
+        return None
+    return conv_layer_mode(conv.padding, conv.kernel_size, broadcast_per_axis(conv.kernel_dilation, nd, "kernel_dilation"))
 
 
-def _twin(conv: nnx.Conv, edge_kernel: bool, boundary_input_grad: bool) -> DiffConv:
+def _share(twin: nnx.Module, layer: nnx.Module) -> nnx.Module:
+    """``twin`` holding ``layer``'s own ``kernel``/``bias`` variables (the same objects, so an
+    optimizer's state and any other reference to them keep working)."""
+    twin.kernel = layer.kernel
+    if layer.bias is not None:
+        twin.bias = layer.bias
+    return twin
+
+
+def _conv_twin(conv: nnx.Conv, mode: str, options: dict[str, Any]) -> DiffConv:
     kernel = conv.kernel[...]
     bias = None if conv.bias is None else conv.bias[...]
-    return DiffConv(
+    options = dict(options)
+    if mode == "circular" and "boundary" not in options:
+        options["boundary"] = "circular"
+    nd = len(conv.kernel_size)
+    grid = canonicalize_padding(conv.padding, nd) == "SAME" and broadcast_per_axis(conv.strides, nd, "strides") != (1,) * nd
+    cls = _FlaxGridDiffConv if grid else DiffConv
+    twin = cls(
         conv.in_features, conv.out_features, conv.kernel_size, conv.strides,
         kernel_dilation=conv.kernel_dilation, feature_group_count=conv.feature_group_count,
         use_bias=conv.use_bias, dtype=conv.dtype, param_dtype=kernel.dtype, precision=conv.precision,
         kernel_init=lambda *_: kernel, bias_init=lambda *_: bias, promote_dtype=conv.promote_dtype,
-        edge_kernel=edge_kernel, boundary_input_grad=boundary_input_grad, rngs=nnx.Rngs(0),
+        rngs=nnx.Rngs(0), **options,
     )
+    return _share(twin, conv)
 
 
-def convert(model: nnx.Module, *, edge_kernel: bool = False, boundary_input_grad: bool = True) -> nnx.Module:
-    """Replace, in place, every size-keeping ``nnx.Conv`` of ``model`` by a :class:`DiffConv`.
+def _transpose_twin(conv: nnx.ConvTranspose, options: dict[str, Any]) -> "DiffConvTranspose":
+    kernel = conv.kernel[...]
+    bias = None if conv.bias is None else conv.bias[...]
+    twin = DiffConvTranspose(
+        conv.in_features, conv.out_features, conv.kernel_size, conv.strides, padding=conv.padding,
+        kernel_dilation=conv.kernel_dilation, use_bias=conv.use_bias, mask=conv.mask, dtype=conv.dtype,
+        param_dtype=kernel.dtype, precision=conv.precision, kernel_init=lambda *_: kernel,
+        bias_init=lambda *_: bias, transpose_kernel=conv.transpose_kernel, promote_dtype=conv.promote_dtype,
+        preferred_element_type=conv.preferred_element_type, rngs=nnx.Rngs(0), **options,
+    )
+    return _share(twin, conv)
 
-    Size-keeping: ``padding='SAME'`` at stride 1, or explicit ``((e-1)//2, e//2)`` per axis at any
-    stride (strided 'SAME' aligns its windows by the input length, so it stays). The
-    new layers hold the same kernel/bias values; 'VALID', 'CIRCULAR', other paddings,
-    ``nnx.ConvTranspose`` and existing :class:`DiffConv` layers are left alone. Returns the model
-    (a new layer when ``model`` itself is such a conv).
+
+def convert(
+    model: nnx.Module,
+    *,
+    boundary: Any = None,
+    order: Any = None,
+    edge_kernel: bool = False,
+    boundary_input_grad: bool = True,
+) -> nnx.Module:
+    """Replace, in place, each size-keeping ``nnx.Conv`` and ``'SAME'`` ``nnx.ConvTranspose`` of
+    ``model`` by a :class:`DiffConv` / :class:`DiffConvTranspose` sharing its variables.
+
+    Size-keeping: ``padding='SAME'`` (any stride; strided layers keep Flax's window positions),
+    explicit ``((e-1)//2, e//2)`` pads per axis, or ``'CIRCULAR'``, which becomes
+    ``boundary='circular'`` when ``boundary`` is None. A given ``boundary``/``order`` applies to
+    every new layer. The new layers hold the very ``nnx.Param`` objects of the old ones, so an
+    optimizer built before keeps stepping (``edge_kernel=True`` adds parameters it does not
+    hold). Other paddings, masked or input-dilated convs and diffconv's own layers are left
+    alone. Returns the model (a new layer when ``model`` itself is such a layer).
     """
     for name, flag in (("edge_kernel", edge_kernel), ("boundary_input_grad", boundary_input_grad)):
         if not isinstance(flag, bool):
             raise TypeError(f"{name} must be a bool, got {flag!r}")
+    options = boundary_options(boundary, order)
 
-    def wanted(node: Any) -> bool:
-        return type(node) is nnx.Conv and _is_size_keeping(node)
+    def twin_of(node: Any) -> nnx.Module | None:
+        mode = _conv_mode(node)
+        if mode == "circular" and boundary is None and not takes_boundary():
+            mode = None
+        if mode is not None:
+            return _conv_twin(node, mode, {**options, "edge_kernel": edge_kernel,
+                                           "boundary_input_grad": boundary_input_grad})
+        if type(node) is nnx.ConvTranspose and transpose_layer_qualifies(node.padding, len(node.kernel_size)):
+            return _transpose_twin(node, options)
+        return None
 
-    if wanted(model):
-        return _twin(model, edge_kernel, boundary_input_grad)
-    twins: dict[int, DiffConv] = {}
+    top = twin_of(model)
+    if top is not None:
+        return top
+    twins: dict[int, nnx.Module | None] = {}
     for path, node in list(nnx.iter_graph(model)):
-        if not path or not wanted(node):
+        if not path:
             continue
-        twin = twins.setdefault(id(node), _twin(node, edge_kernel, boundary_input_grad))
+        if id(node) not in twins:
+            twins[id(node)] = twin_of(node)
+        twin = twins[id(node)]
+        if twin is None:
+            continue
         parent = model
         for key in path[:-1]:
             parent = parent[key] if isinstance(key, int) or not hasattr(parent, str(key)) else getattr(parent, key)
