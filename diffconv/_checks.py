@@ -16,6 +16,7 @@ __all__ = [
     "check_conv_shapes",
     "check_finite",
     "check_float_dtype",
+    "check_groups",
     "check_same_dtype",
 ]
 
@@ -79,8 +80,13 @@ def check_conv_shapes(
     edge_bias_name: str = "edge_bias",
     groups_name: str = "groups",
     batched_ranks: tuple[int, ...] | None = None,
+    transposed: bool = False,
 ) -> None:
-    """Shape checks common to every N-d convolution, independent of channel layout."""
+    """Shape checks common to every N-d convolution, independent of channel layout.
+
+    ``kernel_in``/``kernel_out``: the kernel's input and output channel dims. A convolution's
+    kernel holds ``in/groups`` inputs and all outputs; a transposed one's (``transposed=True``)
+    all inputs and ``out/groups`` outputs."""
     ranks = batched_ranks if batched_ranks is not None else (nd + 1, nd + 2)
     if input_rank not in ranks:
         raise ValueError(
@@ -92,9 +98,15 @@ def check_conv_shapes(
         raise ValueError(f"{groups_name} must be an int >= 1, got {groups!r}")
     if in_channels % groups:
         raise ValueError(f"{input_name} channels ({in_channels}) must be divisible by {groups_name} ({groups})")
-    if kernel_out % groups:
+    if transposed:
+        if kernel_in != in_channels:
+            raise ValueError(
+                f"{kernel_name} has {kernel_in} input channels, but {input_name} has {in_channels} channels"
+            )
+        kernel_out *= groups
+    elif kernel_out % groups:
         raise ValueError(f"{kernel_name} output channels ({kernel_out}) must be divisible by {groups_name} ({groups})")
-    if kernel_in * groups != in_channels:
+    if not transposed and kernel_in * groups != in_channels:
         raise ValueError(
             f"{kernel_name} has {kernel_in} input channels per group, but {input_name} has {in_channels} channels "
             f"and {groups_name}={groups} (expected {in_channels // groups})"
@@ -107,3 +119,14 @@ def check_conv_shapes(
         )
     if edge_bias_shape is not None and tuple(edge_bias_shape) != (kernel_out,):
         raise ValueError(f"{edge_bias_name} must have shape ({kernel_out},), got {tuple(edge_bias_shape)}")
+
+
+def check_groups(name: str, groups: object, **channels: int) -> int:
+    """``groups`` (the argument ``name``) must be an int >= 1 dividing every channel count given
+    by keyword (e.g. ``in_features=6``); returns it as an int."""
+    if isinstance(groups, bool) or not isinstance(groups, numbers.Integral) or groups < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {groups!r}")
+    for what, count in channels.items():
+        if count % groups:
+            raise ValueError(f"{what} ({count}) must be divisible by {name} ({groups})")
+    return int(groups)

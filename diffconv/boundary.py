@@ -111,7 +111,7 @@ def parse_order(order: int | Sequence[int | None] | None, nd: int,
     return tuple(None if p is None else int(p) for p in entries)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)   # compared and hashed by identity: ghost_operator caches them
 class GhostOperator:
     """The ghosts of one axis of ``length`` samples, as two matrices over runs of samples.
 

@@ -55,8 +55,11 @@ def validate_conv_args(
     dilation: int | Sequence[int],
     groups: int,
     boundary_input_grad: bool,
+    *,
+    transposed: bool = False,
 ) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Check a convNd call; returns ``(strides, dilations)`` as ``nd``-tuples."""
+    """Check a convNd (``transposed``: conv_transposeNd, weight ``(in, out/groups, *k)``) call;
+    returns ``(strides, dilations)`` as ``nd``-tuples."""
     for name, t in (("input", input), ("weight", weight), ("bias", bias), ("edge_weight", edge_weight), ("edge_bias", edge_bias)):
         if t is not None and not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
@@ -75,14 +78,18 @@ def validate_conv_args(
         in_channels=input.shape[-nd - 1] if input.dim() >= nd + 1 else -1,
         input_rank=input.dim(),
         kernel_rank=weight.dim(),
-        kernel_out=weight.shape[0],
-        kernel_in=weight.shape[1] if weight.dim() > 1 else -1,
+        kernel_out=weight.shape[1 if transposed else 0],
+        kernel_in=(weight.shape[0 if transposed else 1]) if weight.dim() > 1 else -1,
         groups=groups,
         bias_shape=None if bias is None else tuple(bias.shape),
         kernel_shape=tuple(weight.shape),
         edge_kernel_shape=None if edge_weight is None else tuple(edge_weight.shape),
         edge_bias_shape=None if edge_bias is None else tuple(edge_bias.shape),
+        transposed=transposed,
     )
+    if any(n < 1 for n in input.shape[-nd:]):
+        raise ValueError(f"input has shape {tuple(input.shape)}: a spatial axis has length 0; a convolution needs "
+                         "at least one sample per spatial axis")
     if not isinstance(boundary_input_grad, bool):
         raise TypeError(f"boundary_input_grad must be a bool, got {boundary_input_grad!r}")
     strides = as_tuple("stride", stride, nd)

@@ -8,9 +8,23 @@ import torch
 from torch import nn
 
 from .._checks import as_tuple
+from ..boundary import BoundarySpec, parse_boundary, parse_order
 from . import functional as DF
 
 __all__ = ["DiffConv1d", "DiffConv2d", "DiffConv3d"]
+
+
+def checked_spec(nd: int, boundary: BoundarySpec, order: Any, max_orders: Sequence[int]) -> tuple[Any, Any]:
+    """``(boundary, order)`` as given, once checked (the layer fails at construction, not at its first call)."""
+    parse_boundary(boundary, nd)
+    parse_order(order, nd, max_orders)
+    return (boundary if isinstance(boundary, str) else tuple(boundary),
+            order if order is None or isinstance(order, int) else tuple(order))
+
+
+def boundary_repr(boundary: Any, order: Any) -> str:
+    """The ``extra_repr`` part of a non-default boundary spec and order."""
+    return (f", boundary={boundary!r}" if boundary != "diff" else "") + (f", order={order!r}" if order is not None else "")
 
 
 class _DiffConvMixin:
@@ -19,7 +33,8 @@ class _DiffConvMixin:
     The constructor is ``nn.ConvNd``'s without ``padding``/``padding_mode``, plus
     ``edge_kernel=True``, which adds ``edge_weight``/``edge_bias`` (initialised as copies of
     ``weight``/``bias``) used by every output whose window reaches past the data, and
-    ``boundary_input_grad=False``, which stops those outputs' gradient to the input.
+    ``boundary_input_grad=False``, which stops those outputs' gradient to the input, and
+    ``boundary``/``order`` (:func:`diffconv.torch.functional.conv2d`).
     """
 
     _nd: int
@@ -40,6 +55,8 @@ class _DiffConvMixin:
         *,
         edge_kernel: bool = False,
         boundary_input_grad: bool = True,
+        boundary: BoundarySpec = "diff",
+        order: int | Sequence[int | None] | None = None,
     ) -> None:
         for name, value in (("kernel_size", kernel_size), ("stride", stride), ("dilation", dilation)):
             as_tuple(name, value, self._nd)
@@ -51,6 +68,7 @@ class _DiffConvMixin:
         )
         self.edge_kernel = edge_kernel
         self.boundary_input_grad = boundary_input_grad
+        self.boundary, self.order = checked_spec(self._nd, boundary, order, [k - 1 for k in self.kernel_size])
         if edge_kernel:
             self.edge_weight = nn.Parameter(self.weight.detach().clone())
             self.edge_bias = None if self.bias is None else nn.Parameter(self.bias.detach().clone())
@@ -69,6 +87,8 @@ class _DiffConvMixin:
             edge_weight=self.edge_weight,
             edge_bias=self.edge_bias,
             boundary_input_grad=self.boundary_input_grad,
+            boundary=self.boundary,
+            order=self.order,
         )
 
     def extra_repr(self) -> str:
@@ -77,7 +97,7 @@ class _DiffConvMixin:
             s += ", edge_kernel=True"
         if not self.boundary_input_grad:
             s += ", boundary_input_grad=False"
-        return s
+        return s + boundary_repr(self.boundary, self.order)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
         # A plain nn.ConvNd checkpoint has no edge parameters: start them from weight/bias.
