@@ -27,12 +27,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from diffconv.commands.speed import MODELS, _jax_memory, _jax_nets, _jax_train_step
+from diffconv.bench import flax_models
+from diffconv.bench.measure import jax_memory, jax_train_step
+from diffconv.bench.networks import MODELS
 from diffconv.jax.functional import uses_extra_row
 from diffconv.jax.linen import DiffConv
 
 MODES = ("zeros", "zeropad", "reflect", "circular", "diffconv")
-CLASSES = {"stack": "Stack", "unet": "UNet", "gelu": "Gelu", "resnet": "ResNet"}   # of _jax_nets()
+CLASSES = {"stack": "Stack", "unet": "UNet", "gelu": "Gelu", "resnet": "ResNet"}   # of flax_models
 
 
 class ZeroPadConv(nn.Module):
@@ -52,7 +54,7 @@ class ZeroPadConv(nn.Module):
 
 
 def conv_factory(mode: str) -> Callable[..., nn.Module]:
-    """``conv(features, k, strides=1, name=None)`` for :func:`diffconv.commands.speed._jax_nets`' models."""
+    """``conv(features, k, strides=1, name=None)`` for :mod:`diffconv.bench.flax_models`' models."""
 
     def conv(features: int, k: int, strides: int = 1, name: str | None = None) -> nn.Module:
         if mode == "diffconv":
@@ -67,14 +69,14 @@ def conv_factory(mode: str) -> Callable[..., nn.Module]:
 
 def train_step(model: str, mode: str, k: int, size: int, channels: int, batch: int) -> tuple[Any, tuple]:
     """``(train, state)``: the jitted train step of ``model`` with border ``mode`` and its first state."""
-    net = getattr(_jax_nets(), CLASSES[model])(conv_factory(mode), channels, k)
+    net = getattr(flax_models, CLASSES[model])(conv_factory(mode), channels, k)
     rng = np.random.default_rng(0)
     x = jnp.asarray(rng.standard_normal((batch, size, size, MODELS[model].in_channels(channels))), jnp.float32)
     params = jax.eval_shape(net.init, jax.random.PRNGKey(0), x)
     params = jax.tree.map(lambda leaf: jnp.asarray(rng.standard_normal(leaf.shape) * 0.05, leaf.dtype), params)
     target = jnp.zeros(jax.eval_shape(net.apply, params, x).shape)
     opt = optax.adam(1e-4)
-    return _jax_train_step(net, x, target, opt, adam=True), (params, opt.init(params))
+    return jax_train_step(net, x, target, opt, adam=True), (params, opt.init(params))
 
 
 def measure(model: str, k: int, args: argparse.Namespace) -> dict[str, dict[str, float]]:
@@ -89,7 +91,7 @@ def measure(model: str, k: int, args: argparse.Namespace) -> dict[str, dict[str,
             compiled[m] = train.lower(*state).compile()
             out[m]["compile"] = min(out[m]["compile"], time.perf_counter() - t0)
     for m, c in compiled.items():
-        out[m]["memory"] = _jax_memory(c)
+        out[m]["memory"] = jax_memory(c)
         jax.block_until_ready(c(*steps[m][1]))
     ratios: dict[str, list[float]] = {m: [] for m in MODES}
     for _ in range(args.rounds):

@@ -22,7 +22,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from diffconv.commands.speed import torch_peak
+from diffconv.bench.measure import torch_peak
 from diffconv.torch import functional as DF
 from diffconv.torch._banded import BandedConv
 from diffconv.torch._padded import PaddedConv

@@ -4,7 +4,7 @@ Both variants of :func:`diffconv.models.decoder.torch_decoder` (``nn.ConvTranspo
 :class:`diffconv.torch.DiffConvTranspose2d`, identical weights and data) run alternately in one
 process, forward + MSE loss + backward; the report gives the median step times, the median of
 the per-round ratios with its quartiles (the machine's noise), and the peak bytes allocated
-during one step (``diffconv.commands.speed.torch_peak``).
+during one step (``diffconv.bench.measure.torch_peak``).
 
     python benchmarks/transpose_speed.py [--batch 8] [--size 16] [--repeats 20] [--variant k4s2p1]
 """
@@ -18,7 +18,7 @@ import time
 import torch
 from torch import nn
 
-from diffconv.commands.speed import torch_peak
+from diffconv.bench.measure import torch_peak
 from diffconv.models.decoder import torch_decoder
 from diffconv.torch import DiffConvTranspose2d
 
