@@ -4,4 +4,6 @@ The framework-neutral core lives here (:mod:`diffconv.coefficients`, :mod:`diffc
 :mod:`diffconv.reference`); backends are :mod:`diffconv.torch` and :mod:`diffconv.jax`.
 """
 
+from .boundary import boundary_from_well
+
 __version__ = "0.1.0"

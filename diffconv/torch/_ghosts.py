@@ -29,26 +29,7 @@ def work_dtype(dtype: torch.dtype) -> torch.dtype:
     return torch.float32 if dtype in _LOW_PRECISION else dtype
 
 
-class AxisGhosts(NamedTuple):
-    """The ghosts of tensor dim ``dim``, as :attr:`op` describes them."""
-
-    dim: int
-    op: GhostOperator
-
-
-def eager_cached(build: Callable[..., T]) -> Callable[..., T]:
-    """``build`` cached per arguments in eager mode, and called afresh while ``torch.compile`` or
-    ``torch.jit.trace`` traces: its tensors then become graph constants instead of cached objects,
-    and ``torch.jit.trace``'s check, which traces twice, records the same operations both times."""
-    cached = functools.lru_cache(maxsize=512)(build)
-
-    @functools.wraps(build)
-    def get(*args):
-        return build(*args) if torch.compiler.is_compiling() or torch.jit.is_tracing() else cached(*args)
-
-    get.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
-    return get
-
+Matrix = tuple[tuple[float, ...], ...]
 
 #: Longest axis whose ghost gradients :func:`fold` takes with one dense product (the transposed
 #: padding matrix, ``L x (L + ghosts)``): on short axes one product costs less than the four
@@ -56,44 +37,107 @@ def eager_cached(build: Callable[..., T]) -> Callable[..., T]:
 DENSE_FOLD_MAX = 64
 
 
+class AxisGhosts(NamedTuple):
+    """The ghosts of tensor dim ``dim`` (plain Python values: ``torch.compile`` takes them as
+    constants). ``low`` ``(before, n)`` over ``t[low_start : low_start + n]``, ``high`` likewise;
+    ``fold``: the transposed padding, dense ``(length, before + length + after)`` on short axes,
+    else block-diagonal ``(n + m, before + after)`` with ``sources`` (the samples the ghosts read)
+    and ``ghosts`` (their positions in the padded axis)."""
+
+    dim: int
+    length: int
+    before: int
+    after: int
+    low_start: int
+    low: Matrix
+    high_start: int
+    high: Matrix
+    fold: Matrix
+    sources: tuple[int, ...] | None
+    ghosts: tuple[int, ...] | None
+
+    @classmethod
+    def of(cls, dim: int, op: GhostOperator) -> "AxisGhosts":
+        L, n, m = op.length, op.low.shape[1], op.high.shape[1]
+        if L <= DENSE_FOLD_MAX:
+            fold, sources, ghosts = op.dense().T, None, None
+        else:
+            fold = np.zeros((n + m, op.before + op.after))
+            fold[:n, :op.before], fold[n:, op.before:] = op.low.T, op.high.T
+            sources = tuple(range(op.low_start, op.low_start + n)) + tuple(range(op.high_start, op.high_start + m))
+            ghosts = tuple(range(op.before)) + tuple(range(op.before + L, op.before + L + op.after))
+        return cls(dim, L, op.before, op.after, op.low_start, _matrix(op.low), op.high_start, _matrix(op.high),
+                   _matrix(fold), sources, ghosts)
+
+    @property
+    def is_identity(self) -> bool:
+        return not (self.before or self.after)
+
+
+def _matrix(a: np.ndarray) -> Matrix:
+    return tuple(tuple(float(v) for v in row) for row in a)
+
+
+def eager_cached(build: Callable[..., T]) -> Callable[..., T]:
+    """``build`` cached per arguments in eager mode. While ``torch.compile`` traces, it runs as a
+    constant (``assume_constant_result``: dynamo takes its plain-Python result without tracing
+    into it); while ``torch.jit.trace`` traces, afresh, so that the trace check, which traces
+    twice, records the same operations both times."""
+    cached = functools.lru_cache(maxsize=512)(build)
+    constant = torch.compiler.assume_constant_result(build)
+
+    @functools.wraps(build)
+    def get(*args):
+        if torch.compiler.is_compiling():
+            return constant(*args)
+        return build(*args) if torch.jit.is_tracing() else cached(*args)
+
+    get.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
+    return get
+
+
 class _Matrices(NamedTuple):
     """Each matrix with its transpose (both contiguous: along the last dim a product takes the transpose)."""
 
-    low: tuple[torch.Tensor, torch.Tensor]    # (before, n): low ghosts from x[low_start : low_start + n]
-    high: tuple[torch.Tensor, torch.Tensor]   # (after, m)
-    fold: tuple[torch.Tensor, torch.Tensor]   # dense (L, before + L + after) or block-diagonal (n + m, before + after)
-    sources: torch.Tensor | None    # sparse fold: the samples the ghosts read (index_add_ target)
-    ghosts: torch.Tensor | None     # sparse fold: the ghosts' positions in the padded axis
+    low: tuple[torch.Tensor, torch.Tensor]
+    high: tuple[torch.Tensor, torch.Tensor]
+    fold: tuple[torch.Tensor, torch.Tensor]
+    sources: torch.Tensor | None
+    ghosts: torch.Tensor | None
 
 
-def _fold_matrix(op: GhostOperator) -> np.ndarray:
-    if op.length <= DENSE_FOLD_MAX:
-        return op.dense().T
-    n, m = op.low.shape[1], op.high.shape[1]
-    out = np.zeros((n + m, op.before + op.after))
-    out[:n, :op.before] = op.low.T
-    out[n:, op.before:] = op.high.T
-    return out
+def _tensor(m: Matrix, rows: int, cols: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    t = torch.tensor(m, device=device, dtype=dtype).reshape(rows, cols)
+    return t, t.T.contiguous()
 
 
-@torch.compiler.assume_constant_result
-def _lists(op: GhostOperator) -> tuple[list, list, list]:
-    """The matrices as nested lists (a constant for ``torch.compile``)."""
-    return op.low.tolist(), op.high.tolist(), _fold_matrix(op).tolist()
+def matrices(g: AxisGhosts, device: torch.device, dtype: torch.dtype) -> _Matrices:
+    """The tensors :func:`pad` and :func:`fold` apply for ``g``, cached per device and dtype in
+    eager mode (built afresh, as graph constants, while PyTorch traces)."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return _build_matrices(g, device, dtype)
+    # Keyed by identity (hashing the matrices on every call would cost more than the products);
+    # the layouts that hold ``g`` are cached, and the entry keeps ``g`` so its id stays its own.
+    key = (id(g), device, dtype)
+    hit = _CACHE.get(key)
+    if hit is None or hit[0] is not g:
+        if len(_CACHE) > 2048:
+            _CACHE.clear()
+        hit = _CACHE[key] = (g, _build_matrices(g, device, dtype))
+    return hit[1]
 
 
-@eager_cached
-def matrices(op: GhostOperator, device: torch.device, dtype: torch.dtype) -> _Matrices:
-    """The tensors :func:`pad` and :func:`fold` apply for ``op`` (contiguous, so no product copies them)."""
-    low, high, fold_m = ((t, t.T.contiguous()) for t in (
-        torch.tensor(m, device=device, dtype=dtype).reshape(s)
-        for m, s in zip(_lists(op), (op.low.shape, op.high.shape, _fold_matrix(op).shape))))
-    if op.length <= DENSE_FOLD_MAX:
-        return _Matrices(low, high, fold_m, None, None)
-    n, m, L = op.low.shape[1], op.high.shape[1], op.length
-    sources = torch.cat([torch.arange(op.low_start, op.low_start + n), torch.arange(op.high_start, op.high_start + m)])
-    ghosts = torch.cat([torch.arange(op.before), torch.arange(op.before + L, op.before + L + op.after)])
-    return _Matrices(low, high, fold_m, sources.to(device), ghosts.to(device))
+def _build_matrices(g: AxisGhosts, device: torch.device, dtype: torch.dtype) -> _Matrices:
+    n, m = len(g.low[0]) if g.low else 0, len(g.high[0]) if g.high else 0
+    dense = g.sources is None
+    fold = _tensor(g.fold, g.length if dense else n + m, (g.before + g.length + g.after) if dense else g.before + g.after,
+                   device, dtype)
+    index = [None if v is None else torch.tensor(v, device=device, dtype=torch.long) for v in (g.sources, g.ghosts)]
+    return _Matrices(_tensor(g.low, g.before, n, device, dtype), _tensor(g.high, g.after, m, device, dtype), fold,
+                     *index)
+
+
+_CACHE: dict = {}
 
 
 def _along(m: tuple[torch.Tensor, torch.Tensor], t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -121,31 +165,17 @@ def _side(t: torch.Tensor, g: AxisGhosts, start: int, m: tuple[torch.Tensor, tor
 
 def ghost_sides(t: torch.Tensor, g: AxisGhosts) -> tuple[torch.Tensor, torch.Tensor]:
     """The low and high ghosts of ``t`` along ``g.dim`` (``before`` and ``after`` entries)."""
-    low, high, _, _, _ = matrices(g.op, t.device, work_dtype(t.dtype))
+    low, high, _, _, _ = matrices(g, t.device, work_dtype(t.dtype))
     work = low[0].dtype
-    return _side(t, g, g.op.low_start, low, work), _side(t, g, g.op.high_start, high, work)
+    return _side(t, g, g.low_start, low, work), _side(t, g, g.high_start, high, work)
 
 
-def pad(t: torch.Tensor, axes: Sequence[AxisGhosts], saved: list | None = None) -> torch.Tensor:
+def pad(t: torch.Tensor, axes: Sequence[AxisGhosts]) -> torch.Tensor:
     """``t`` with its ghosts along every axis, last axis first (so each axis's ghosts cover the
-    ghosts already added along the later ones: corners are the tensor product). ``saved``: if
-    given, each axis's ``(low, high)`` ghosts are appended to it (for :func:`rebuild`)."""
+    ghosts already added along the later ones: corners are the tensor product)."""
     for g in reversed(axes):
-        if g.op.is_identity:
-            continue
-        low, high = ghost_sides(t, g)
-        if saved is not None:
-            saved.append((low, high))
-        t = torch.cat([low, t, high], g.dim)
-    return t
-
-
-def rebuild(t: torch.Tensor, axes: Sequence[AxisGhosts], saved: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-    """:func:`pad` from ghosts it saved earlier (no products)."""
-    it = iter(saved)
-    for g in reversed(axes):
-        if not g.op.is_identity:
-            low, high = next(it)
+        if not g.is_identity:
+            low, high = ghost_sides(t, g)
             t = torch.cat([low, t, high], g.dim)
     return t
 
@@ -156,10 +186,9 @@ def fold(grad: torch.Tensor, axes: Sequence[AxisGhosts]) -> torch.Tensor:
     the (block-diagonal) transposed ghost matrices and added onto the samples they came from, in
     place on ``grad``. Returns a tensor shaped like the data."""
     for g in axes:
-        op = g.op
-        if op.is_identity:
+        if g.is_identity:
             continue
-        mats = matrices(op, grad.device, work_dtype(grad.dtype))
+        mats = matrices(g, grad.device, work_dtype(grad.dtype))
         part = grad if mats.ghosts is None else grad.index_select(g.dim, mats.ghosts)
         if part.dtype != mats.fold[0].dtype:
             part = part.to(mats.fold[0].dtype)
@@ -169,5 +198,5 @@ def fold(grad: torch.Tensor, axes: Sequence[AxisGhosts]) -> torch.Tensor:
         if mats.ghosts is None:
             grad = back
         else:
-            grad = grad.narrow(g.dim, op.before, op.length).index_add_(g.dim, mats.sources, back)
+            grad = grad.narrow(g.dim, g.before, g.length).index_add_(g.dim, mats.sources, back)
     return grad

@@ -13,13 +13,11 @@ parameters and written over.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
-from ..plan import AxisPlan, Box, window
 from ._ghosts import AxisGhosts, fold, pad
 
 CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
@@ -28,11 +26,14 @@ CONV_TRANSPOSE = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transp
 _ALL = (slice(None), slice(None))
 
 
-@dataclass(frozen=True)
-class Layout:
-    """Everything shape-dependent about one call: the ghosts of each axis, the convolution that
-    runs on the padded input (``padding``/``output_padding`` only for a transposed one), and,
-    for an edge kernel or the switch (``special``), the boundary output boxes and per-axis plans."""
+Span = tuple[tuple[int, int], ...]
+
+
+class Layout(NamedTuple):
+    """Everything shape-dependent about one call (plain Python values: ``torch.compile`` takes a
+    layout as a constant): the ghosts of each axis, the convolution that runs on the padded
+    input (``padding``/``output_padding`` only for a transposed one), and, for an edge kernel or
+    the switch (``special``), the boundary output boxes with the padded-input window each reads."""
 
     axes: tuple[AxisGhosts, ...]
     strides: tuple[int, ...]
@@ -40,13 +41,15 @@ class Layout:
     transposed: bool = False
     padding: tuple[int, ...] = ()
     output_padding: tuple[int, ...] = ()
-    plans: tuple[AxisPlan, ...] = ()
-    boxes: tuple[tuple[int, Box], ...] = ()
-    special: bool = False
+    boxes: tuple[tuple[Span, Span], ...] = ()
+
+    @property
+    def special(self) -> bool:
+        return bool(self.boxes)
 
     @property
     def has_ghosts(self) -> bool:
-        return any(not g.op.is_identity for g in self.axes)
+        return any(not g.is_identity for g in self.axes)
 
 
 def convolve(buf: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, lay: Layout, groups: int) -> torch.Tensor:
@@ -57,14 +60,8 @@ def convolve(buf: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, lay: La
     return CONV[nd](buf, w, b, lay.strides, 0, lay.dilations, groups)
 
 
-def padded_box(plans: Sequence[AxisPlan], box: Box) -> tuple[slice, ...]:
-    """Index of the padded-input window that the outputs of ``box`` read."""
-    return _ALL + tuple(slice(*window(p, lo, hi)) for p, (lo, hi) in zip(plans, box))
-
-
-def out_box(box: Box) -> tuple[slice, ...]:
-    """Index of ``box`` in the output."""
-    return _ALL + tuple(slice(lo, hi) for lo, hi in box)
+def _index(span: Span) -> tuple[slice, ...]:
+    return _ALL + tuple(slice(lo, hi) for lo, hi in span)
 
 
 def layer(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, we: torch.Tensor | None, be: torch.Tensor | None,
@@ -76,8 +73,8 @@ def layer(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, we: torch.Te
     if lay.special:
         src = buf if boundary_input_grad else buf.detach()
         w_e, b_e = (w if we is None else we), (b if be is None else be)
-        for _, box in lay.boxes:
-            y[out_box(box)] = convolve(src[padded_box(lay.plans, box)], w_e, b_e, lay, groups)
+        for box, window in lay.boxes:
+            y[_index(box)] = convolve(src[_index(window)], w_e, b_e, lay, groups)
     return y
 
 
@@ -123,16 +120,16 @@ def _grads(lay: Layout, groups: int, bgrad: bool, g, x, w, b, we, be, needs):
     mask = [need_x and bgrad, need_we if we is not None else need_w,
             (need_be if be is not None else need_b) and b_e is not None]
     edge_parts = []
-    for _, box in lay.boxes:
-        g_main[out_box(box)] = 0
+    for box, window in lay.boxes:
+        g_main[_index(box)] = 0
         if any(mask):
-            edge_parts.append((box, _conv_backward(g[out_box(box)], buf[padded_box(lay.plans, box)], w_e,
-                                                   b_e is not None, lay, groups, mask)))
+            edge_parts.append((window, _conv_backward(g[_index(box)], buf[_index(window)], w_e,
+                                                      b_e is not None, lay, groups, mask)))
     d_buf, dw, db = _conv_backward(g_main, buf, w, b is not None, lay, groups, [need_x, need_w, need_b])
     dwe = dbe = None
-    for box, (gx, gw, gb) in edge_parts:
+    for window, (gx, gw, gb) in edge_parts:
         if gx is not None:
-            d_buf[padded_box(lay.plans, box)] += gx
+            d_buf[_index(window)] += gx
         if gw is not None:
             if we is not None:
                 dwe = gw if dwe is None else dwe + gw

@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+from typing import Any, Sequence
+
 from torch import nn
+
+from ..boundary import BoundarySpec
 
 from .conv_transpose import DiffConvTranspose1d, DiffConvTranspose2d, DiffConvTranspose3d
 from .modules import DiffConv1d, DiffConv2d, DiffConv3d
@@ -11,7 +15,7 @@ from .modules import DiffConv1d, DiffConv2d, DiffConv3d
 __all__ = ["convert", "is_size_keeping"]
 
 _TWIN: dict[type, type] = {nn.Conv1d: DiffConv1d, nn.Conv2d: DiffConv2d, nn.Conv3d: DiffConv3d}
-_MODES = ("zeros", "reflect", "replicate")
+_MODES = ("zeros", "reflect", "replicate", "circular")
 _TRANSPOSED_TWIN: dict[type, type] = {
     nn.ConvTranspose1d: DiffConvTranspose1d, nn.ConvTranspose2d: DiffConvTranspose2d, nn.ConvTranspose3d: DiffConvTranspose3d,
 }
@@ -22,7 +26,7 @@ def is_size_keeping(conv: nn.Module) -> bool:
 
     True when its padding puts ``(e - 1) // 2`` samples before and ``e // 2`` after every
     axis (``e`` the dilated kernel extent, at least one axis with ``e > 1``) and its
-    ``padding_mode`` is zeros, reflect or replicate. ``padding='same'`` always qualifies;
+    ``padding_mode`` is zeros, reflect, replicate or circular. ``padding='same'`` always qualifies;
     integer padding ``p`` qualifies on axes with odd extent and ``p == (e - 1) // 2``, at any
     stride (its output length is then ``ceil(L / stride)``, as DiffConv's). Subclasses
     (DiffConv itself, user convs with their own ``forward``) and transposed convs never do.
@@ -39,14 +43,16 @@ def is_size_keeping(conv: nn.Module) -> bool:
     return all(p == (e - 1) // 2 == e // 2 for p, e in zip(conv.padding, extents))
 
 
-def _twin(conv: nn.Module, edge_kernel: bool, boundary_input_grad: bool) -> nn.Module:
+def _twin(conv: nn.Module, edge_kernel: bool, boundary_input_grad: bool, boundary: Any, order: Any) -> nn.Module:
     """The DiffConv twin of ``conv``, sharing its ``weight``/``bias`` Parameter objects."""
     cls = _TWIN[type(conv)]
+    if boundary is None:
+        boundary = "circular" if conv.padding_mode == "circular" else "diff"
     # Built on the meta device: no memory and no random init for tensors replaced below.
     new = cls(
         conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.dilation, conv.groups,
         bias=conv.bias is not None, device="meta", dtype=conv.weight.dtype,
-        edge_kernel=edge_kernel, boundary_input_grad=boundary_input_grad,
+        edge_kernel=edge_kernel, boundary_input_grad=boundary_input_grad, boundary=boundary, order=order,
     )
     new.weight = conv.weight
     new.bias = conv.bias
@@ -58,12 +64,13 @@ def _twin(conv: nn.Module, edge_kernel: bool, boundary_input_grad: bool) -> nn.M
     return new
 
 
-def _transposed_twin(conv: nn.Module) -> nn.Module:
+def _transposed_twin(conv: nn.Module, boundary: Any, order: Any) -> nn.Module:
     """The DiffConvTranspose twin of a plain ``nn.ConvTransposeNd``, sharing its Parameters."""
     cls = _TRANSPOSED_TWIN[type(conv)]
     new = cls(
         conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.output_padding,
         conv.groups, conv.bias is not None, conv.dilation, device="meta", dtype=conv.weight.dtype,
+        boundary="diff" if boundary is None else boundary, order=order,
     )
     new.weight = conv.weight
     new.bias = conv.bias
@@ -71,8 +78,8 @@ def _transposed_twin(conv: nn.Module) -> nn.Module:
     return new
 
 
-def convert(module: nn.Module, *, edge_kernel: bool = False, boundary_input_grad: bool = True,
-            transposed: bool = False) -> nn.Module:
+def convert(module: nn.Module, *, boundary: BoundarySpec | None = None, order: int | Sequence[int | None] | None = None,
+            edge_kernel: bool = False, boundary_input_grad: bool = True, transposed: bool = False) -> nn.Module:
     """Replace every size-keeping ``nn.Conv1d/2d/3d`` in ``module`` by its DiffConv twin.
 
     Works like ``nn.SyncBatchNorm.convert_sync_batchnorm``: children are replaced in place
@@ -82,7 +89,10 @@ def convert(module: nn.Module, *, edge_kernel: bool = False, boundary_input_grad
     and the converted model loads the original state dict with ``strict=True``.
     ``edge_kernel=True`` gives each twin trainable ``edge_weight``/``edge_bias`` started as
     copies of ``weight``/``bias``; ``boundary_input_grad=False`` stops the input gradient of
-    boundary outputs. Left alone: see :func:`is_size_keeping`. ``transposed=True`` also replaces
+    boundary outputs. ``boundary``/``order`` (as for :class:`~diffconv.torch.DiffConv2d`) apply to
+    every swapped layer; with ``boundary=None`` a ``padding_mode='circular'`` layer becomes
+    ``boundary="circular"`` (periodic data stays periodic) and every other one ``"diff"``.
+    Left alone: see :func:`is_size_keeping`. ``transposed=True`` also replaces
     every plain ``nn.ConvTranspose1d/2d/3d`` (``padding_mode='zeros'``, the only one torch has) by
     its :class:`~diffconv.torch.DiffConvTranspose2d`-style twin, parameters shared the same way.
     Forward hooks and parametrizations registered on a replaced conv are not carried over.
@@ -96,11 +106,12 @@ def convert(module: nn.Module, *, edge_kernel: bool = False, boundary_input_grad
     if not isinstance(transposed, bool):
         raise TypeError(f"transposed must be a bool, got {transposed!r}")
     if is_size_keeping(module):
-        return _twin(module, edge_kernel, boundary_input_grad)
+        return _twin(module, edge_kernel, boundary_input_grad, boundary, order)
     if transposed and type(module) in _TRANSPOSED_TWIN and module.padding_mode == "zeros":
-        return _transposed_twin(module)
+        return _transposed_twin(module, boundary, order)
     for name, child in module.named_children():
-        new = convert(child, edge_kernel=edge_kernel, boundary_input_grad=boundary_input_grad, transposed=transposed)
+        new = convert(child, boundary=boundary, order=order, edge_kernel=edge_kernel,
+                      boundary_input_grad=boundary_input_grad, transposed=transposed)
         if new is not child:
             setattr(module, name, new)
     return module

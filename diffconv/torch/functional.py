@@ -23,7 +23,7 @@ import torch
 
 from .._checks import as_tuple
 from ..boundary import BoundarySpec, ghost_operator, parse_boundary, parse_order
-from ..plan import axis_plan, boundary_boxes
+from ..plan import axis_plan, boundary_boxes, window
 from ..transpose_plan import transpose_axis_torch
 from ._ghosts import AxisGhosts, eager_cached
 from ._padded import GhostConv, Layout, convolve, layer
@@ -42,11 +42,12 @@ def conv_layout(lengths: tuple[int, ...], kernel_size: tuple[int, ...], strides:
     """The :class:`Layout` of a size-keeping convolution (``special``: edge kernel or switch)."""
     plans = tuple(axis_plan(L, k, d, s, periodic=m[0] == "circular")
                   for L, k, d, s, m in zip(lengths, kernel_size, dilations, strides, boundary))
-    axes = tuple(AxisGhosts(2 + a, ghost_operator(p.length, p.kernel_size, p.dilation, p.before, p.after,
-                                                  boundary[a], orders[a], a))
+    axes = tuple(AxisGhosts.of(2 + a, ghost_operator(p.length, p.kernel_size, p.dilation, p.before, p.after,
+                                                     boundary[a], orders[a], a))
                  for a, p in enumerate(plans))
-    boxes = tuple(boundary_boxes(plans)) if special else ()
-    return Layout(axes, strides, dilations, plans=plans, boxes=boxes, special=bool(boxes))
+    boxes = tuple((box, tuple(window(p, lo, hi) for p, (lo, hi) in zip(plans, box)))
+                  for _, box in boundary_boxes(plans)) if special else ()
+    return Layout(axes, strides, dilations, boxes=boxes)
 
 
 @eager_cached
@@ -60,7 +61,7 @@ def transpose_layout(lengths: tuple[int, ...], kernel_size: tuple[int, ...], str
     for a, args in enumerate(zip(lengths, kernel_size, strides, padding, output_padding, dilations)):
         t = transpose_axis_torch(*args)
         g = max(t.before, t.after)
-        axes.append(AxisGhosts(2 + a, ghost_operator(t.length, t.nodes, t.lattice, g, g, boundary[a], orders[a], a)))
+        axes.append(AxisGhosts.of(2 + a, ghost_operator(t.length, t.nodes, t.lattice, g, g, boundary[a], orders[a], a)))
         pads.append(t.crop + g * t.stride)
     return Layout(tuple(axes), strides, dilations, transposed=True, padding=tuple(pads), output_padding=output_padding)
 

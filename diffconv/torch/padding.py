@@ -59,7 +59,7 @@ def lagrange_pad(
             raise ValueError(f"pad ({lo}, {hi}) on dim {dim} needs kernel_size >= 2 to extrapolate, got 1")
         if input.shape[dim] < 1:
             raise ValueError(f"dim {dim} has length 0; there is no sample to extrapolate ghosts from")
-        axes.append(AxisGhosts(dim, ghost_operator(int(input.shape[dim]), ks[i], dils[i], lo, hi, ("diff", "diff"),
+        axes.append(AxisGhosts.of(dim, ghost_operator(int(input.shape[dim]), ks[i], dils[i], lo, hi, ("diff", "diff"),
                                                    orders[i], dim)))
     # Low precision: pad in float32 throughout, so corner ghosts are rounded once, at the end.
     axes.sort(key=lambda g: g.dim)
