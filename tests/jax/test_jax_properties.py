@@ -354,3 +354,24 @@ def test_transposed_linear_and_adjoint(q, a):
     gx, gk = vjp(jnp.asarray(y))
     assert abs(_ip(out, y) - _ip(xs, gx)) <= 4 * tol * np.abs(y).sum()
     assert abs(_ip(out, y) - _ip(ks, gk)) <= 4 * tol * np.abs(y).sum()
+
+
+# ----------------------------------------------------------------------------- low precision
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float16, jnp.bfloat16])
+@settings(max_examples=examples(8))
+@given(p=problems(max_len=8))
+def test_low_precision_matches_oracle_on_rounded_operands(dtype, p):
+    """float32/float16/bfloat16 against the float64 oracle on the same (rounded) operands, within
+    eps(dtype) * ghost amplification * reduction length * scale, plus the output's own rounding."""
+    assume(_feasible(p))
+    _, x, w, b = p.arrays()
+    xs, ks, bs = (jnp.asarray(a, dtype) for a in (cl(x), kernel(w), b))
+    xr, wr, br = cf(np.asarray(xs, np.float64)), np.asarray(w.astype(dtype), np.float64), np.asarray(bs, np.float64)
+    want = oracle.diff_conv(xr, wr, br, p.ss, p.ds, p.groups, p.boundary, p.order)
+    got = jax.jit(lambda a, k, c: conv(a, k, c, strides=p.ss, dilation=p.ds, feature_group_count=p.groups,
+                                       **p.kwargs()))(xs, ks, bs)
+    assert got.dtype == dtype
+    tol = 8 * conv_tol(dtype, p.ks, p.cin // p.groups, order=p.order, dilation=p.ds, scale=scale_of(xr, wr))
+    err = np.abs(cf(np.asarray(got, np.float64)) - want)
+    assert (err <= tol + eps(dtype) * (np.abs(want) + np.abs(br).max())).all(), err.max()

@@ -379,3 +379,23 @@ def test_transposed_zeros_is_adjoint_of_zero_padded_conv(q):
     back = TORCH_CONV[q["nd"]](yt, torch.tensor(w), None, q["ss"], q["pads"], q["ds"], q["groups"])
     back = back.numpy()[(slice(None), slice(None)) + tuple(slice(0, L) for L in q["lengths"])]
     assert abs(_ip(out, y) - _ip(x, back)) <= 4 * _t_tol(q, x, w) * np.abs(y).sum()
+
+
+# ----------------------------------------------------------------------------- low precision
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@settings(max_examples=examples(15))
+@given(p=problems(max_len=8))
+def test_low_precision_matches_oracle_on_rounded_operands(dtype, p):
+    """float32/float16/bfloat16 against the float64 oracle on the same (rounded) operands, within
+    eps(dtype) * ghost amplification * reduction length * scale, plus the output's own rounding."""
+    assume(_feasible(p))
+    _, x, w, b = p.arrays()
+    xt, wt, bt = (torch.tensor(a, dtype=dtype) for a in (x, w, b))
+    xr, wr, br = (a.double().numpy() for a in (xt, wt, bt))               # the rounded operands
+    want = oracle.diff_conv(xr, wr, br, p.ss, p.ds, p.groups, p.boundary, p.order)
+    got = CONV[p.nd](xt, wt, bt, p.ss, p.ds, p.groups, **p.kwargs())
+    assert got.dtype == dtype
+    tol = 8 * conv_tol(dtype, p.ks, p.cin // p.groups, order=p.order, dilation=p.ds, scale=scale_of(xr, wr))
+    err = np.abs(got.double().numpy() - want)
+    assert (err <= tol + eps(dtype) * (np.abs(want) + np.abs(br).max())).all(), err.max()
