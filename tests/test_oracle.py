@@ -277,7 +277,8 @@ def test_parse_boundary_and_order():
 
 # ----------------------------------------------------------------------------- transposed
 
-@pytest.mark.parametrize("s,p,op,d", [(1, 0, 0, 1), (2, 1, 1, 1), (2, 0, 0, 2), (3, 2, 1, 2), ((2, 1), (0, 1), (1, 0), (1, 3))])
+@pytest.mark.parametrize("s,p,op,d", [(1, 0, 0, 1), (2, 1, 1, 1), (2, 0, 0, 2), (3, 2, 1, 2),
+                                      ((2, 1), (0, 1), (1, 0), (1, 3))])
 def test_transpose_zeros_is_torch(s, p, op, d):
     rng = np.random.default_rng(9)
     x = rng.standard_normal((2, 4, 5, 4))
