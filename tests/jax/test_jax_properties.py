@@ -1,9 +1,10 @@
 """Properties of diffconv.jax through its public functionals, float64, on drawn problems.
 
 The JAX twin of tests/torch/test_properties.py (named apart: the test folders share one import
-namespace): each property against a truth that does not come from diffconv (the oracle in tests/oracle.py, ``lax.conv_general_dilated``, identities of
-linear algebra). Arrays are drawn channels-first for the oracle and handed to JAX
-channels-last with Flax kernel layouts. Hypothesis profiles in tests/conftest.py.
+namespace): each property against a truth that does not come from diffconv (the oracle in
+tests/oracle.py, ``lax.conv_general_dilated``, identities of linear algebra). Arrays are drawn
+channels-first for the oracle and handed to JAX channels-last with Flax kernel layouts.
+Hypothesis profiles in tests/conftest.py.
 """
 from __future__ import annotations
 
