@@ -21,7 +21,7 @@ from flax import linen as nn
 from flax.linen.linear import canonicalize_padding
 from jax import lax
 
-from ..boundary import parse_boundary, parse_order
+from ..boundary import parse_boundary
 from . import functional as F
 from .conv_transpose import layer_transpose
 
@@ -198,14 +198,14 @@ def _freeze(value: Any) -> Any:
 
 
 def _check_settings(boundary: Any, order: Any) -> _Settings:
+    """The settings, hashable; what does not depend on a layer is checked here (each layer's
+    number of axes and kernel size are checked when it is called)."""
     boundary, order = _freeze(boundary), _freeze(order)
     if boundary is not None:
         parse_boundary(boundary, 1 if isinstance(boundary, str) else len(boundary))
-    if order is not None and not isinstance(order, (numbers.Integral, tuple)):
-        raise TypeError(f"order must be None, an int or one entry per spatial axis, got {order!r}")
-    if order is not None:
-        nd = 1 if isinstance(order, numbers.Integral) else len(order)
-        parse_order(order, nd, [10**9] * nd)
+    entries = order if isinstance(order, tuple) else (order,)
+    if any(p is not None and (isinstance(p, bool) or not isinstance(p, numbers.Integral) or p < 0) for p in entries):
+        raise ValueError(f"order must be None, an int >= 0 or one such entry per spatial axis, got {order!r}")
     return _Settings(boundary, order)
 
 
