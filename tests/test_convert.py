@@ -47,7 +47,6 @@ NOT_SIZE_KEEPING = [
     nn.Conv2d(2, 3, 3, padding=(1, 0)),
     nn.Conv2d(2, 3, 4, padding=2),
     nn.Conv2d(2, 3, 4, padding=1),
-    nn.Conv2d(2, 3, 3, padding=1, padding_mode="circular"),
     nn.Conv2d(2, 3, 3, dilation=2, padding=1),
     nn.ConvTranspose2d(2, 3, 3, padding=1),
     nn.ConvTranspose1d(2, 3, 3, padding=1),
@@ -151,7 +150,8 @@ def test_dtype_device_requires_grad_training_flag_and_parameter_identity_kept():
     converted = convert(model)
     assert type(converted.a) is DiffConv2d and type(converted.d) is DiffConv2d
     assert type(converted.seq[0]) is DiffConv1d
-    assert type(converted.b) is nn.Conv2d and type(converted.c) is nn.Conv2d
+    assert type(converted.b) is DiffConv2d and converted.b.boundary == "circular"   # periodic stays periodic
+    assert type(converted.c) is nn.Conv2d
     assert type(converted.up) is nn.ConvTranspose2d
     for name, p in converted.named_parameters():
         assert p is params[name]                       # an optimizer built before stays valid
@@ -168,7 +168,7 @@ def test_edge_kernel_and_boundary_switch_are_passed_on():
     checkpoint = copy.deepcopy(model.state_dict())
     converted = convert(model, edge_kernel=True, boundary_input_grad=False)
     diff = [m for m in converted.modules() if isinstance(m, DIFF)]
-    assert len(diff) == 3
+    assert len(diff) == 4
     for m in diff:
         assert m.edge_kernel and not m.boundary_input_grad
         assert m.edge_weight is not m.weight and torch.equal(m.edge_weight, m.weight)
@@ -261,3 +261,23 @@ def test_transposed_true_swaps_every_conv_transpose_keeping_parameters_and_check
         assert type(convert(plain, transposed=True)) is twin
     with pytest.raises(TypeError, match="transposed"):
         convert(model, transposed="yes")
+
+
+def test_circular_layers_stay_circular_and_a_given_boundary_applies_to_all():
+    """``boundary=None``: a ``padding_mode='circular'`` conv computes exactly what it computed
+    (circular padding is DiffConv's circular boundary); a given spec and order reach every layer."""
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1, padding_mode="circular"), nn.Conv2d(3, 2, 5, padding=2)).double()
+    x = torch.randn(2, 2, 7, 9, dtype=torch.float64)
+    want = model[0](x)
+    converted = convert(copy.deepcopy(model))
+    assert converted[0].boundary == "circular" and converted[1].boundary == "diff"
+    torch.testing.assert_close(converted[0](x), want, rtol=1e-13, atol=1e-13)
+    spec = ("circular", ("zeros", "diff"))
+    given = convert(copy.deepcopy(model), boundary=spec, order=1)
+    for layer, conv in zip(given, model):
+        assert layer.boundary == spec and layer.order == 1
+        w = conv.weight.detach().numpy()
+        inp = x if conv is model[0] else model[0](x)
+        truth = oracle.diff_conv(inp.detach().numpy(), w, conv.bias.detach().numpy(), boundary=spec, order=1)
+        np.testing.assert_allclose(layer(inp).detach().numpy(), truth, rtol=1e-10, atol=1e-10)

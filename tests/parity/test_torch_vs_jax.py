@@ -29,7 +29,7 @@ GRID = [
 def test_float64_grid(x64, nd, k, batch, groups, bias, edge, bgrad, stride, dilation):
     """Small maps: torch's padded form."""
     got_t, got_j = run_both(nd, k, dtype="float64", batch=batch, groups=groups, bias=bias, edge=edge,
-                            bgrad=bgrad, stride=stride, dilation=dilation, form="padded")
+                            bgrad=bgrad, stride=stride, dilation=dilation, form="padded" if k > 1 else None)
     assert_same(got_t, got_j, 1e-10)
 
 
