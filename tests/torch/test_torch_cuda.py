@@ -17,10 +17,7 @@ from diffconv.torch import functional as DF
 from torch.autograd import gradcheck
 from torch_truths import rel_err
 
-pytestmark = [
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
-    pytest.mark.usefixtures("plain_form"),     # every fast form of plain layers
-]
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 
 FUNCS = {1: DF.conv1d, 2: DF.conv2d, 3: DF.conv3d}
 
@@ -76,9 +73,7 @@ def test_cuda_float32_layer_matches_cpu(k):
 
 
 @pytest.mark.skipif(not hasattr(torch, "compile"), reason="torch.compile unavailable")
-def test_cuda_torch_compile_matches_eager(plain_form):
-    if plain_form != "banded":
-        pytest.skip("the compiled form does not depend on the eager form")
+def test_cuda_torch_compile_matches_eager():
     torch.manual_seed(0)
     layer = DiffConv2d(4, 4, 5).double().cuda()
     x = torch.randn(2, 4, 70, 66, dtype=torch.float64, device="cuda")

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from diffconv.reference import reference_conv
-from diffconv.torch import DiffConv2d
+from diffconv.torch import DiffConv2d, DiffConvTranspose2d
 from diffconv.torch import functional as DF
 from torch_truths import rel_err, zero_padded_conv
 
@@ -179,3 +179,25 @@ def test_autocast_leaves_float64_alone_like_f_conv():
         assert F.conv2d(x, w, b).dtype == torch.float64
     assert y.dtype == torch.float64
     assert rel_err(y, reference_conv(x.numpy(), w.numpy(), b.numpy())) < 1e-10
+
+
+@pytest.mark.parametrize("make, shape", [
+    (lambda: DiffConvTranspose2d(3, 4, 4, 2, 1), (2, 3, 6, 7)),
+    (lambda: DiffConv2d(3, 4, 3, stride=2), (2, 3, 9, 8)),
+])
+def test_autocast_follows_the_convolution_rule_for_both_layers(make, shape):
+    """Under ``torch.autocast`` both layers cast their operands to autocast's dtype as
+    ``nn.ConvTranspose2d``/``nn.Conv2d`` do (float32 weights, bfloat16 compute), and equal the same
+    layer called on the cast operands."""
+    torch.manual_seed(4)
+    m = make()
+    x = torch.randn(*shape)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = m(x)
+    assert y.dtype == torch.bfloat16
+    args = (x.bfloat16(), m.weight.bfloat16(), m.bias.bfloat16())
+    if isinstance(m, DiffConvTranspose2d):
+        want = DF.conv_transpose2d(*args, m.stride, m.padding, 0, 1, 1)
+    else:
+        want = DF.conv2d(*args, m.stride)
+    torch.testing.assert_close(y, want, rtol=0, atol=0)
