@@ -27,9 +27,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from diffconv.bench import flax_models
-from diffconv.bench.measure import jax_memory, jax_train_step
-from diffconv.bench.networks import MODELS
+from diffconv.lab.bench import flax_models
+from diffconv.lab.bench.measure import jax_memory, jax_train_step
+from diffconv.lab.bench.networks import MODELS
 from diffconv.jax.functional import uses_extra_row
 from diffconv.jax.linen import DiffConv
 
@@ -54,7 +54,7 @@ class ZeroPadConv(nn.Module):
 
 
 def conv_factory(mode: str) -> Callable[..., nn.Module]:
-    """``conv(features, k, strides=1, name=None)`` for :mod:`diffconv.bench.flax_models`' models."""
+    """``conv(features, k, strides=1, name=None)`` for :mod:`diffconv.lab.bench.flax_models`' models."""
 
     def conv(features: int, k: int, strides: int = 1, name: str | None = None) -> nn.Module:
         if mode == "diffconv":

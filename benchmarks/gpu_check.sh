@@ -67,7 +67,7 @@ tests() {          # the CUDA tests of both frameworks (they skip themselves wit
 parity() {         # torch on the device against JAX on its default backend, float64
   section parity on the device
   fits 30 || return 0
-  run 75 $PY -m diffconv.cli parity --dtype float64 --device "$DEVICE" --dims 2 --size 70 --kernel-sizes 3 5 \
+  run 75 $PY -m diffconv.lab.cli parity --dtype float64 --device "$DEVICE" --dims 2 --size 70 --kernel-sizes 3 5 \
     2>&1 | tail -n 3
 }
 
@@ -77,7 +77,7 @@ speed() {          # speed K [extra args]: both frameworks, every model, kernel 
     per=$([ "$fw" = torch ] && echo "$TORCH_SECONDS" || echo "$JAX_SECONDS")
     section speed $fw k=$k
     fits "$per" || continue
-    run "$per" $PY -m diffconv.cli speed --framework "$fw" --device "$DEVICE" --models $MODELS --kernel-sizes "$k" \
+    run "$per" $PY -m diffconv.lab.cli speed --framework "$fw" --device "$DEVICE" --models $MODELS --kernel-sizes "$k" \
       --batch "$BATCH" --size "$SIZE" --repeats "$REPEATS" --compile-repeats 1 "$@" \
       --json "$OUT/speed_${fw}_k$k.json" 2>&1 | grep -v -e '%|' -e USDT
   done
@@ -92,7 +92,7 @@ networks() {       # MONAI's networks, torch: zero vs reflect padding vs DiffCon
     [ -n "$models" ] || continue
     section networks $name
     fits 60 || continue
-    run "$NETWORK_SECONDS" $PY -m diffconv.cli speed --framework torch --device "$DEVICE" --models $models \
+    run "$NETWORK_SECONDS" $PY -m diffconv.lab.cli speed --framework torch --device "$DEVICE" --models $models \
       --batch "$batch" --size "$size" --repeats "$REPEATS" --json "$OUT/speed_networks_$name.json" 2>&1 \
       | grep -v -e '%|' -e USDT
   done
@@ -103,7 +103,7 @@ speed5() { speed 5; }
 compiled() {       # both torch variants through torch.compile (Inductor): its compile time and step time
   section speed torch compiled k=3
   fits 120 || return 0
-  run 200 $PY -m diffconv.cli speed --framework torch --torch-compile --device "$DEVICE" --models $MODELS \
+  run 200 $PY -m diffconv.lab.cli speed --framework torch --torch-compile --device "$DEVICE" --models $MODELS \
     --kernel-sizes 3 --batch "$BATCH" --size "$SIZE" --repeats "$REPEATS" \
     --json "$OUT/speed_torch_compiled_k3.json" 2>&1 | grep -v -e '%|' -e USDT
 }

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
-from diffconv.bench.measure import alternated_rounds, paired_ratio
+from diffconv.lab.bench.measure import alternated_rounds, paired_ratio
 from diffconv.torch import DiffConv2d
 
 VARIANTS = ("zeros", "reflect", "circular", "diff", "diff-circular")

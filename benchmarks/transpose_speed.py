@@ -1,10 +1,10 @@
 """Training-step time and peak memory of the padding-free decoder vs the plain one (PyTorch).
 
-Both variants of :func:`diffconv.models.decoder.torch_decoder` (``nn.ConvTranspose2d`` and
+Both variants of :func:`diffconv.lab.models.decoder.torch_decoder` (``nn.ConvTranspose2d`` and
 :class:`diffconv.torch.DiffConvTranspose2d`, identical weights and data) run alternately in one
 process, forward + MSE loss + backward; the report gives the median step times, the median of
 the per-round ratios with its quartiles (the machine's noise), and the peak bytes allocated
-during one step (``diffconv.bench.measure.torch_peak``).
+during one step (``diffconv.lab.bench.measure.torch_peak``).
 
     python benchmarks/transpose_speed.py [--batch 8] [--size 16] [--repeats 20] [--variant k4s2p1]
 """
@@ -18,8 +18,8 @@ import time
 import torch
 from torch import nn
 
-from diffconv.bench.measure import torch_peak
-from diffconv.models.decoder import torch_decoder
+from diffconv.lab.bench.measure import torch_peak
+from diffconv.lab.models.decoder import torch_decoder
 from diffconv.torch import DiffConvTranspose2d
 
 VARIANTS = {"k4s2p1": dict(kernel_size=4, stride=2, padding=1), "k3s2p1op1": dict(kernel_size=3, stride=2, padding=1, output_padding=1)}

@@ -1,7 +1,8 @@
 """Per-axis geometry of a size-keeping convolution: ghost widths, output length, boundary outputs.
 
-Framework-neutral; both backends build their padding, boundary boxes and border terms from
-:func:`axis_plan` and :func:`boundary_boxes`, so the two agree by construction.
+Framework-neutral; both backends take their ghost widths, output lengths and the boundary
+output boxes (where the edge kernel and the boundary gradient switch act) from :func:`axis_plan`,
+:func:`boundary_boxes` and :func:`window`, so the two agree by construction.
 """
 
 from __future__ import annotations
@@ -80,7 +81,6 @@ def boundary_boxes(plans: Sequence[AxisPlan]) -> list[tuple[int, Box]]:
     return boxes
 
 
-def window(p: AxisPlan, lo: int, hi: int, t0: int = 0, t1: int | None = None) -> tuple[int, int]:
-    """Padded-axis positions ``[start, stop)`` that outputs ``lo..hi-1`` read with taps ``t0..t1-1``."""
-    t1 = p.kernel_size if t1 is None else t1
-    return lo * p.stride + t0 * p.dilation, (hi - 1) * p.stride + (t1 - 1) * p.dilation + 1
+def window(p: AxisPlan, lo: int, hi: int) -> tuple[int, int]:
+    """Positions ``[start, stop)`` of the ghost-padded axis that outputs ``lo..hi-1`` read."""
+    return lo * p.stride, (hi - 1) * p.stride + (p.kernel_size - 1) * p.dilation + 1

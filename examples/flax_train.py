@@ -5,7 +5,7 @@
 ``diffconv.jax.linen.DiffConv`` takes the ``nn.Conv`` constructor minus ``padding`` and names
 its parameters ``kernel``/``bias``, so swapping the class keeps the parameter tree: the
 parameters (or a checkpoint) of the zero-padding model are used as they are.
-Task: 4x super-resolution of smooth random fields (diffconv.models.synthetic).
+Task: 4x super-resolution of smooth random fields (diffconv.lab.models.synthetic).
 """
 
 import argparse
@@ -18,7 +18,7 @@ import optax
 from flax import linen as nn
 
 from diffconv.jax.linen import DiffConv
-from diffconv.models.synthetic import make_pair, ring_errors
+from diffconv.lab.models.synthetic import make_pair, ring_errors
 
 
 class CNN(nn.Module):

@@ -2,7 +2,7 @@
 
     python examples/torch_train.py --steps 200
 
-Task: 4x super-resolution of smooth random fields (diffconv.models.synthetic). Prints the held-out error in
+Task: 4x super-resolution of smooth random fields (diffconv.lab.models.synthetic). Prints the held-out error in
 the 3-pixel boundary ring and in the interior, for zero padding and for DiffConv.
 """
 
@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 import diffconv.torch as dct
-from diffconv.models.synthetic import make_pair, ring_errors
+from diffconv.lab.models.synthetic import make_pair, ring_errors
 
 
 def make_model() -> nn.Module:

@@ -9,10 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from diffconv.baselines import boundary_methods, boundary_ring, valid_conv2d
-from diffconv.cli import main
-from diffconv.commands.accuracy import DIFFCONV, FIELDS, PRESETS, boundary_errors, diffconv_runner
-from diffconv.fields import (
+from diffconv.lab.baselines import boundary_methods, boundary_ring, valid_conv
+from diffconv.lab.cli import main
+from diffconv.lab.commands.accuracy import DIFFCONV, FIELDS, PRESETS, boundary_errors, diffconv_runner
+from diffconv.lab.fields import (
     chebyshev_family,
     extended_axis,
     paper_chebyshev_family,
@@ -52,7 +52,7 @@ def test_diffconv_is_exact_on_polynomials_and_no_baseline_is(k):
     field = _polynomial_field(k, size, seed=k)
     kernels = np.random.default_rng(1).standard_normal((6, 1, k, k))
     errors = boundary_errors(field, kernels, (k - 1) // 2, _methods(), np.random.default_rng(0))
-    scale = np.abs(valid_conv2d(field[:, None], kernels)[..., boundary_ring((size, size), (k, k))]).mean()
+    scale = np.abs(valid_conv(field[:, None], kernels)[..., boundary_ring((size, size), (k, k))]).mean()
     assert errors[DIFFCONV] / scale < 1e-9
     for name, err in errors.items():
         if name != DIFFCONV:
@@ -82,7 +82,7 @@ def test_boundary_errors_averages_the_ring_only():
     k, size = 3, 10
     field = np.random.default_rng(0).standard_normal((2, size + 2, size + 2))
     kernels = np.random.default_rng(1).standard_normal((3, 1, k, k))
-    truth = valid_conv2d(field[:, None], kernels)
+    truth = valid_conv(field[:, None], kernels)
     ring = boundary_ring((size, size), (k, k))
     methods = {"off_on_ring": lambda x, w, rng=None: truth + ring, "off_inside": lambda x, w, rng=None: truth + ~ring}
     errors = boundary_errors(field, kernels, 1, methods, np.random.default_rng(0))

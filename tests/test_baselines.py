@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from diffconv import baselines as B
+from diffconv.lab import baselines as B
 
 
 def _image(shape=(2, 3, 7, 9), seed=0) -> np.ndarray:
@@ -65,10 +65,10 @@ def test_linear_extrapolation_by_hand():
     np.testing.assert_allclose(B.pad_extrapolate(row, ((0, 0), (2, 1)), 1)[0, 0, 0], [11, 8, 5, 2, 4, 1, -2])
 
 
-def test_valid_conv2d_matches_torch():
+def test_valid_conv_matches_torch():
     x, w, b = _image((2, 3, 9, 8)), _image((4, 3, 3, 5), 1), _image((4,), 2)
     expect = F.conv2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b)).numpy()
-    np.testing.assert_allclose(B.valid_conv2d(x, w, b), expect, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(B.valid_conv(x, w, b), expect, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("k", [3, 4, 5])
@@ -130,14 +130,14 @@ def test_bad_arguments_are_named():
         B.pad_zero(x[0, 0], ((1, 1), (1, 1)))
     with pytest.raises(TypeError, match="one \\(before, after\\) pair per spatial axis \\(1 here\\)"):
         B.pad_zero(x[0], ((1, 1), (1, 1)))
-    with pytest.raises(ValueError, match="shape \\(N, C, H, W\\)"):
-        B.valid_conv2d(x[0], np.ones((2, 3, 3)))
+    with pytest.raises(ValueError, match="shape \\(N, C, L\\), \\(N, C, H, W\\)"):
+        B.valid_conv(x[0, 0], np.ones((2, 3, 3)))
     with pytest.raises(ValueError, match="order"):
         B.pad_extrapolate(x, ((1, 1), (1, 1)), -1)
     with pytest.raises(ValueError, match="band"):
         B.pad_random(x, ((1, 1), (1, 1)), 0)
     with pytest.raises(ValueError, match="weight must have shape"):
-        B.valid_conv2d(x, np.ones((2, 2, 3, 3)))
+        B.valid_conv(x, np.ones((2, 2, 3, 3)))
 
 
 TORCH_CONV = {1: F.conv1d, 3: F.conv3d}

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import oracle
-from diffconv.models.torch_nets import ResNet, UNet, diff_conv
+from diffconv.lab.models.torch_nets import ResNet, UNet, diff_conv
 from diffconv.torch import DiffConv1d, DiffConv2d, DiffConv3d, convert
 from diffconv.torch.convert import is_size_keeping
 

@@ -24,7 +24,7 @@ SCRIPT = textwrap.dedent(
     from flax import linen as nn
     from jax.sharding import PartitionSpec as P
     from diffconv.jax.linen import DiffConv
-    from diffconv.jax import sharding as S
+    from diffconv.lab import sharding as S
 
     assert jax.device_count() == 8, jax.devices()
 

@@ -39,7 +39,7 @@ WORKER = textwrap.dedent(
 COMMON = textwrap.dedent(
     """
     import torch
-    from diffconv.models.torch_nets import UNet
+    from diffconv.lab.models.torch_nets import UNet
     from diffconv.torch import convert
 
     WORLD = 2

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy import special
 
-from diffconv import fields as FL
-from diffconv import navier_stokes as ns
+from diffconv.lab import fields as FL
+from diffconv.lab import navier_stokes as ns
 
 
 @pytest.mark.parametrize("n", [0, 1, 2, 7, 30, 100])

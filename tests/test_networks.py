@@ -9,7 +9,7 @@ from torch import nn
 
 pytest.importorskip("monai")
 
-from diffconv.bench.networks import MODELS, MONAI_MODELS  # noqa: E402
+from diffconv.lab.bench.networks import MODELS, MONAI_MODELS  # noqa: E402
 from diffconv.torch.convert import is_size_keeping  # noqa: E402
 
 # The 3-d network (seconds per test) runs in the slow step.

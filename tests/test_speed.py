@@ -1,4 +1,4 @@
-"""The ``diffconv speed`` command and its measurement helpers (:mod:`diffconv.bench`)."""
+"""The ``diffconv speed`` command and its measurement helpers (:mod:`diffconv.lab.bench`)."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import sys
 import pytest
 import torch
 
-from diffconv.cli import main
+from diffconv.lab.cli import main
 
 
 def test_cpu_peak_memory_follows_allocations():
-    from diffconv.bench.measure import torch_cpu_peak
+    from diffconv.lab.bench.measure import torch_cpu_peak
 
     def step():
         a = torch.empty(1_000_000, dtype=torch.uint8)
@@ -29,7 +29,7 @@ def test_cpu_peak_memory_follows_allocations():
 
 def test_alternated_rounds_rotate_the_order():
     """Each round starts one case later, so that no case always runs first or after the same one."""
-    from diffconv.bench.measure import alternated_rounds
+    from diffconv.lab.bench.measure import alternated_rounds
 
     order: list[str] = []
     cases = [(name, lambda name=name: order.append(name)) for name in "abc"]
@@ -46,8 +46,8 @@ def test_speed_quick_writes_documented_json(framework, tmp_path):
     measured it."""
     if framework == "jax":
         pytest.importorskip("jax")
-    from diffconv.bench.networks import MODELS, missing
-    from diffconv.commands.speed import RESULT_KEYS
+    from diffconv.lab.bench.networks import MODELS, missing
+    from diffconv.lab.commands.speed import RESULT_KEYS
 
     models = [name for name, spec in MODELS.items() if getattr(spec, framework) and not missing(spec)]
     path = tmp_path / "speed.json"
@@ -75,8 +75,8 @@ def test_speed_quick_writes_documented_json(framework, tmp_path):
 def test_speed_reports_reflect_padding_for_three_variant_models(tmp_path, capsys):
     """A model with a reflect-padded variant (here one layer) runs in three variants, alternated;
     the reflect ratios are the recorded rounds' medians, in the JSON and in a second table."""
-    from diffconv.bench import networks
-    from diffconv.bench.monai_networks import VARIANTS, with_border
+    from diffconv.lab.bench import networks
+    from diffconv.lab.bench.monai_networks import VARIANTS, with_border
 
     networks.register(networks.BenchModel(
         "one_layer", torch=lambda v, c, k: with_border(torch.nn.Conv2d(c, c, k, padding="same"), v), jax=None,
@@ -111,9 +111,9 @@ def test_speed_times_a_monai_network_in_three_variants(tmp_path):
 
 
 def test_monai_alias_names_the_five_networks():
-    from diffconv.bench.networks import MONAI_MODELS
-    from diffconv.cli import build_parser
-    from diffconv.commands.speed import _models
+    from diffconv.lab.bench.networks import MONAI_MODELS
+    from diffconv.lab.cli import build_parser
+    from diffconv.lab.commands.speed import _models
 
     args = build_parser().parse_args(["speed", "--models", "stack", "monai", "segresnet"])
     assert _models(args) == ["stack", *MONAI_MODELS]
@@ -133,9 +133,9 @@ def test_speed_times_a_newly_registered_model(tmp_path):
     """One registration adds a model to ``--models`` and to the run: here a single layer, built
     by the registry's own conv factories, whose zero-padded and DiffConv variants differ."""
     pytest.importorskip("jax")
-    from diffconv.bench import networks
-    from diffconv.bench.flax_models import flax_conv
-    from diffconv.bench.torch_models import torch_conv
+    from diffconv.lab.bench import networks
+    from diffconv.lab.bench.flax_models import flax_conv
+    from diffconv.lab.bench.torch_models import torch_conv
 
     model = networks.BenchModel(
         "one_layer",
@@ -178,7 +178,7 @@ def test_speed_torch_compile_runs_the_compiled_models(compiled, tmp_path):
 def test_paired_ratio_is_the_median_of_per_round_ratios():
     """Per-round ratios 1.5, 1, 1.5, 0.5: their median is 1.25, while the ratio of the two
     medians (3 / 3) is 1; the report keeps both."""
-    from diffconv.bench.runs import make_result
+    from diffconv.lab.bench.runs import make_result
 
     times = {"zero": [1.0, 2.0, 4.0, 8.0], "diff": [1.5, 2.0, 6.0, 4.0]}
     r = make_result(times, {"zero": 10, "diff": 11}, {}, memory_method="test", framework="torch", model="stack",
@@ -228,7 +228,7 @@ def test_jax_memory_counts_arguments_outputs_and_temporaries():
     jax = pytest.importorskip("jax")
     import jax.numpy as jnp
 
-    from diffconv.bench.measure import jax_memory
+    from diffconv.lab.bench.measure import jax_memory
 
     x = jnp.ones((256, 256), jnp.float32)                    # 256 KiB in, 256 KiB out
     compiled = jax.jit(lambda a: jnp.tanh(a @ a) + 1.0).lower(x).compile()
@@ -245,7 +245,7 @@ def test_keep_freed_memory_keeps_freed_buffers_mapped():
 
     script = """
 import os, sys, torch
-from diffconv.bench.measure import keep_freed_memory
+from diffconv.lab.bench.measure import keep_freed_memory
 if sys.argv[1] == "keep":
     keep_freed_memory()
 page = os.sysconf("SC_PAGE_SIZE")
@@ -280,7 +280,7 @@ def test_decoder_model_upsamples_the_input_eightfold_in_both_frameworks(k):
     jax = pytest.importorskip("jax")
     import jax.numpy as jnp
 
-    from diffconv.bench.networks import MODELS, input_side
+    from diffconv.lab.bench.networks import MODELS, input_side
     from diffconv.jax.linen import DiffConvTranspose
     from diffconv.torch import DiffConvTranspose2d
 

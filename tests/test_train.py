@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from diffconv.cli import main
-from diffconv.models.synthetic import border_distance, error_profile, make_pair, ring_errors, smooth_fields
+from diffconv.lab.cli import main
+from diffconv.lab.models.synthetic import border_distance, error_profile, make_pair, ring_errors, smooth_fields
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,8 +91,8 @@ def _check_result(out: Path, framework: str, task: str) -> dict:
 def test_train_torch_quick(tmp_path, one_thread):
     import torch
 
-    from diffconv.commands.train import batches
-    from diffconv.models.torch_nets import UNet
+    from diffconv.lab.commands.train import batches
+    from diffconv.lab.models.torch_nets import UNet
     from diffconv.torch import convert
 
     out = tmp_path / "torch"
@@ -118,7 +118,7 @@ def test_train_jax_quick(tmp_path):
     pytest.importorskip("optax")
     out = tmp_path / "jax"
     env = dict(os.environ, XLA_FLAGS=FAST_XLA, JAX_PLATFORMS="cpu")
-    cmd = [sys.executable, "-m", "diffconv.cli", "train", "--framework", "jax", "--task", "denoise", "--quick", "--out", str(out)]
+    cmd = [sys.executable, "-m", "diffconv.lab.cli", "train", "--framework", "jax", "--task", "denoise", "--quick", "--out", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-4000:]
     result = _check_result(out, "jax", "denoise")
@@ -127,8 +127,8 @@ def test_train_jax_quick(tmp_path):
     import jax
     import jax.numpy as jnp
 
-    from diffconv.commands.train import batches, flax_conv
-    from diffconv.models.flax_unet import UNet
+    from diffconv.lab.commands.train import batches, flax_conv
+    from diffconv.lab.models.flax_unet import UNet
 
     x, y = (jnp.asarray(a.transpose(0, 2, 3, 1)) for a in batches(cfg)(0))
     params = UNet(out_features=1, width=cfg["width"], depth=cfg["depth"]).init(
@@ -188,7 +188,7 @@ def _smooth_npy(path: Path, n: int = 6, size: int = 24, channels: int | None = N
 
 
 def test_split_is_disjoint_seeded_and_holds_out_at_least_one():
-    from diffconv.commands.train import split
+    from diffconv.lab.commands.train import split
 
     train, held = split(10, 0.25, seed=4)
     assert len(held) == 2 and len(train) == 8
@@ -200,8 +200,8 @@ def test_split_is_disjoint_seeded_and_holds_out_at_least_one():
 
 
 def test_data_source_standardises_crops_and_holds_out(tmp_path):
-    from diffconv.commands.train import data_source
-    from diffconv.models.synthetic import SUPERRES_FACTOR
+    from diffconv.lab.commands.train import data_source
+    from diffconv.lab.models.synthetic import SUPERRES_FACTOR
 
     fields = _smooth_npy(tmp_path / "u.npy", n=8, size=28, channels=2)
     cfg = {"task": "superres", "seed": 1, "size": None, "batch": 3, "depth": 2, "ring": 3, "eval_samples": None}
@@ -226,7 +226,7 @@ def test_data_source_standardises_crops_and_holds_out(tmp_path):
 
 
 def test_data_source_crops_smaller_training_windows(tmp_path):
-    from diffconv.commands.train import data_source
+    from diffconv.lab.commands.train import data_source
 
     fields = _smooth_npy(tmp_path / "u.npy", n=3, size=40)
     cfg = {"task": "denoise", "seed": 0, "size": 16, "batch": 5, "depth": 1, "ring": 2, "eval_samples": None}
@@ -269,7 +269,7 @@ def test_padded_conv_factories_match_torch_padding():
     import torch
     import torch.nn.functional as F
 
-    from diffconv.models.torch_nets import padded_conv
+    from diffconv.lab.models.torch_nets import padded_conv
 
     x = torch.randn(2, 3, 7, 9, dtype=torch.float64)
     for mode in ("replicate", "reflect"):
@@ -288,7 +288,7 @@ def test_flax_variants_match_torch_padding():
     import torch
     import torch.nn.functional as F
 
-    from diffconv.commands.train import flax_conv
+    from diffconv.lab.commands.train import flax_conv
 
     x = np.random.default_rng(0).standard_normal((2, 6, 7, 3)).astype(np.float32)
     for variant, mode in (("replicate_padding", "replicate"), ("reflect_padding", "reflect")):
@@ -306,7 +306,7 @@ def test_flax_variants_match_torch_padding():
 def test_train_torch_on_data_with_every_variant(tmp_path, capsys, one_thread):
     import torch
 
-    from diffconv.commands.train import VARIANTS, data_source, torch_models
+    from diffconv.lab.commands.train import VARIANTS, data_source, torch_models
 
     _smooth_npy(tmp_path / "u.npy", n=5, size=24, channels=2)
     out = tmp_path / "out"
@@ -341,7 +341,7 @@ def test_train_jax_on_data_with_every_variant(tmp_path):
     _smooth_npy(tmp_path / "u.npy", n=4, size=16)
     out = tmp_path / "jax"
     env = dict(os.environ, XLA_FLAGS=FAST_XLA, JAX_PLATFORMS="cpu")
-    cmd = [sys.executable, "-m", "diffconv.cli", "train", "--framework", "jax", "--quick", "--data",
+    cmd = [sys.executable, "-m", "diffconv.lab.cli", "train", "--framework", "jax", "--quick", "--data",
            str(tmp_path / "u.npy"), "--variants", "zero", "diffconv", "replicate", "reflect", "--out", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-4000:]

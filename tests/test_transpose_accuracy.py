@@ -1,4 +1,4 @@
-"""The transposed-convolution accuracy experiment (diffconv.transpose_accuracy)."""
+"""The transposed-convolution accuracy experiment (diffconv.lab.transpose_accuracy)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from diffconv.torch.functional import conv_transpose2d
-from diffconv.transpose_accuracy import KERNELS, METHODS, boundary_mask, transpose_accuracy, upsample
+from diffconv.lab.transpose_accuracy import KERNELS, METHODS, boundary_mask, transpose_accuracy, upsample
 
 
 def _by(rows, **match):

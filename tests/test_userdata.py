@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from diffconv.userdata import DataError, UserArray, as_samples, layouts, load_arrays, require_extent
+from diffconv.lab.userdata import DataError, UserArray, as_samples, layouts, load_arrays, require_extent
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ torch = pytest.importorskip("torch")
 
 from flax import nnx  # noqa: E402
 
-from diffconv.cli import main  # noqa: E402
+from diffconv.lab.cli import main  # noqa: E402
 from diffconv.interop import load_torch_into_nnx, nnx_to_torch_state_dict, torch_to_flax_params  # noqa: E402
 from diffconv.jax import linen as dlinen  # noqa: E402
 from diffconv.jax import nnx as dnnx  # noqa: E402

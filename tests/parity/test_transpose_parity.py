@@ -13,7 +13,7 @@ from diffconv import interop
 from diffconv.jax import conv_transpose
 from diffconv.jax import linen as dlinen
 from diffconv.jax import nnx as dnnx
-from diffconv.models.decoder import flax_decoder, torch_decoder
+from diffconv.lab.models.decoder import flax_decoder, torch_decoder
 from diffconv.torch import DiffConvTranspose2d
 from diffconv.torch.functional import conv_transpose1d, conv_transpose2d, conv_transpose3d
 

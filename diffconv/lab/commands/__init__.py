@@ -1,0 +1,1 @@
+"""Subcommands of the ``diffconv`` CLI, one module each (``add_arguments``, ``run``)."""
