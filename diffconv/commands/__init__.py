@@ -1,1 +1,0 @@
-"""Subcommands of the ``diffconv`` CLI, one module each (``add_arguments``, ``run``)."""
