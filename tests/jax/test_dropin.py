@@ -463,6 +463,14 @@ def test_nnx_convert_of_a_single_layer_and_options():
     assert rel_err(twin(X4), full[:, 1::2, 0::2]) < 1e-5
     masked = nnx.Conv(4, 6, (3, 3), mask=jnp.ones((3, 3, 4, 6)), rngs=nnx.Rngs(0))
     assert dnnx.convert(masked) is masked
+    up = nnx.ConvTranspose(4, 5, (3, 2), strides=2, transpose_kernel=True, rngs=nnx.Rngs(0))
+    twin = dnnx.convert(up)
+    assert isinstance(twin, dnnx.DiffConvTranspose) and twin.kernel is up.kernel and twin.transpose_kernel
+    want = dlinen.DiffConvTranspose(5, (3, 2), strides=2, transpose_kernel=True).apply(
+        {"params": {"kernel": up.kernel[...], "bias": up.bias[...]}}, X4)
+    np.testing.assert_allclose(twin(X4), want, rtol=1e-6, atol=1e-6)
+    valid = nnx.ConvTranspose(4, 5, (3, 3), padding="VALID", rngs=nnx.Rngs(0))
+    assert dnnx.convert(valid) is valid
     with pytest.raises(TypeError, match="edge_kernel must be a bool"):
         dnnx.convert(layer, edge_kernel=1)
 
