@@ -161,7 +161,7 @@ def ghost_weights(
     ``(before, after)`` ghosts, by default :func:`ghost_widths` (the size-keeping ones).
     ``length``: the axis length; on an axis shorter than ``k*d`` a lattice with ``m < k``
     samples gives the degree-``m-1`` polynomial through them all, an empty one the edge
-    sample (DESIGN §2, short axes). The matrices have :func:`source_span` columns.
+    sample (docs/design.md, "Short axes"). The matrices have :func:`source_span` columns.
     """
     k = _check_positive_int("kernel_size", kernel_size)
     d = _check_positive_int("dilation", dilation)

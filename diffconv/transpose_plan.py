@@ -1,4 +1,4 @@
-"""Per-axis geometry of a padding-free transposed convolution (DESIGN §2, "Transposed convolution").
+"""Per-axis geometry of a padding-free transposed convolution (docs/design.md, "Transposed convolution").
 
 Framework-neutral (plain ints; the ghost weights come from :mod:`diffconv.coefficients`), so
 the PyTorch and JAX backends extend the same ghosts by the same matrices.

@@ -106,7 +106,7 @@ def test_ghost_widths_and_source_span(k, d):
 @pytest.mark.parametrize("k", range(2, 8))
 @pytest.mark.parametrize("d", [1, 2, 3])
 def test_short_axis_ghosts_take_the_highest_degree_the_lattice_holds(k, d):
-    """DESIGN §2 short axes: on an axis of L < k*d samples a ghost's lattice holds m samples;
+    """Short axes (docs/design.md): on an axis of L < k*d samples a ghost's lattice holds m samples;
     the ghost is exact for every polynomial of degree < min(m, k) on that lattice, reads no other
     sample, and an empty lattice copies the nearest edge sample."""
     rng = random.Random(1000 * k + d)

@@ -1,6 +1,6 @@
 """Shared helpers of the JAX tests (a uniquely named module: test directories share sys.path).
 
-``truth_conv`` is an independent statement of DESIGN §2, written here from the text and not
+``truth_conv`` is an independent statement of docs/design.md, written here from the text and not
 calling diffconv: ghost widths ``((e-1)//2, e//2)``, each ghost the Lagrange polynomial through
 the samples of its own dilation lattice nearest its edge (exact fractions; at most ``k`` of them,
 all of them on a short axis, the edge sample on an empty lattice), axes extended one after the
@@ -38,7 +38,7 @@ def rel_err(a, b) -> float:
 
 
 def widths(k: int, d: int) -> tuple[int, int]:
-    """DESIGN §2: ``e = (k-1)*d + 1`` ghosts ``(e-1)//2`` before and ``e//2`` after."""
+    """docs/design.md: ``e = (k-1)*d + 1`` ghosts ``(e-1)//2`` before and ``e//2`` after."""
     e = (k - 1) * d + 1
     return (e - 1) // 2, e // 2
 

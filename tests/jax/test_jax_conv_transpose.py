@@ -1,6 +1,6 @@
 """DiffConvTranspose (JAX / Flax) against an independent float64 truth.
 
-Truth: the sum of DESIGN §2 written out literally. Each output ``o`` (per axis) sums
+Truth: the sum of docs/design.md written out literally. Each output ``o`` (per axis) sums
 ``x[i] * kernel[tap]`` over the ``(i, tap)`` with ``i*s = o + c - tap*d`` (torch's orientation,
 ``c`` = torch padding) or ``i*s = o + tap*d - c`` (``lax.conv_transpose``'s, ``c`` = its low padding),
 where ``x[i]`` outside the data is the ghost: the degree-(m-1) polynomial through the m samples

@@ -92,7 +92,7 @@ def test_lagrange_pad_low_precision_values():
 
 
 def test_lagrange_pad_on_a_short_axis_follows_the_short_axis_rule(x64):
-    """Two samples, k = 3: degree 1 through both (DESIGN §2), written out here."""
+    """Two samples, k = 3: degree 1 through both (docs/design.md, short axes), written out here."""
     y = lagrange_pad(np.array([1.0, 3.0]), (2, 3), kernel_size=3)
     np.testing.assert_array_equal(np.asarray(y), [-3.0, -1.0, 1.0, 3.0, 5.0, 7.0, 9.0])
 

@@ -1,4 +1,4 @@
-"""Short axes (DESIGN §2): any length >= 1 works, with lower-order ghosts where a lattice holds
+"""Short axes (docs/design.md): any length >= 1 works, with lower-order ghosts where a lattice holds
 fewer than k samples. Truth: exact-fraction ghost extension written in ``torch_truths`` plus a
 VALID convolution in float64; gradients by gradcheck."""
 

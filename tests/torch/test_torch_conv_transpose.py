@@ -2,7 +2,7 @@
 
 Truth: extend the input along each axis by ghosts computed here with exact fractions (the
 degree-(m-1) polynomial through the m samples nearest the edge on the ghost's lattice of step
-d/gcd(s, d), DESIGN §2; the ghost positions found by brute force over every (output, tap)
+d/gcd(s, d), docs/design.md; the ghost positions found by brute force over every (output, tap)
 pair), run the plain ``F.conv_transposeNd`` on the extended input, crop to the output.
 """
 

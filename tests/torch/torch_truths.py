@@ -116,7 +116,7 @@ def extension_matrix(length: int, k: int, d: int, before: int, after: int) -> np
     """``E`` ``(before + length + after, length)``: the extended axis is ``E @ u``. Rows of data
     are unit rows; a ghost at ``pos`` is the Lagrange polynomial through the ``k`` samples
     nearest it on its lattice (``x = pos mod d``), or through all ``m < k`` of them on a short
-    axis, or the nearest edge sample when the lattice is empty (DESIGN §2), in exact fractions."""
+    axis, or the nearest edge sample when the lattice is empty (docs/design.md), in exact fractions."""
     rows = []
     for pos in range(-before, length + after):
         row = [Fraction(0)] * length
