@@ -19,7 +19,6 @@ import torch
 from ..boundary import GhostOperator
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
-_LETTERS = "abcdefgh"
 
 T = TypeVar("T")
 
@@ -143,9 +142,12 @@ _CACHE: dict = {}
 def _along(m: tuple[torch.Tensor, torch.Tensor], t: torch.Tensor, dim: int) -> torch.Tensor:
     """``m[0] @ t`` along ``t``'s dim ``dim`` (``m``: a matrix ``(rows, t.shape[dim])`` and its
     transpose): one matrix product whatever ``dim`` is; the result keeps ``t``'s dim order."""
-    if dim == t.dim() - 1:
+    last = t.dim() - 1
+    if dim == last:
         return torch.matmul(t, m[1])
-    idx = _LETTERS[:t.dim()]
+    if dim == last - 1:
+        return torch.matmul(m[0], t)
+    idx = "abcdefgh"[:t.dim()]
     return torch.einsum(f"z{idx[dim]},{idx}->{idx[:dim]}z{idx[dim + 1:]}", m[0], t)
 
 

@@ -105,14 +105,10 @@ def _spatial(input: torch.Tensor, nd: int) -> tuple[int, ...]:
     return tuple(int(n) for n in input.shape[-nd:])
 
 
-def _conv_nd(nd: int, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-             stride: int | Sequence[int], dilation: int | Sequence[int], groups: int,
-             edge_weight: torch.Tensor | None, edge_bias: torch.Tensor | None, boundary_input_grad: bool,
-             boundary: BoundarySpec, order: int | Sequence[int | None] | None) -> torch.Tensor:
-    if isinstance(input, torch.Tensor) and autocast_enabled(input.device.type):
-        return _autocast(lambda *t: _conv_nd(nd, t[0], t[1], t[2], stride, dilation, groups, t[3], t[4],
-                                             boundary_input_grad, boundary, order),
-                         input, (input, weight, bias, edge_weight, edge_bias))
+def _checked_layout(nd: int, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                    edge_weight: torch.Tensor | None, edge_bias: torch.Tensor | None, stride: Any, dilation: Any,
+                    groups: int, boundary_input_grad: bool, boundary: BoundarySpec, order: Any) -> Layout:
+    """Check a convNd call and return its :class:`Layout`."""
     strides, dils = validate_conv_args(
         nd, input, weight, bias, edge_weight, edge_bias, stride, dilation, groups, boundary_input_grad
     )
@@ -120,17 +116,13 @@ def _conv_nd(nd: int, input: torch.Tensor, weight: torch.Tensor, bias: torch.Ten
     pairs = parse_boundary(boundary, nd)
     orders = parse_order(order, nd, [k - 1 for k in ks])
     special = edge_weight is not None or edge_bias is not None or not boundary_input_grad
-    lay = conv_layout(_spatial(input, nd), ks, strides, dils, pairs, orders, special)
-    return _run(input, weight, bias, edge_weight, edge_bias, nd, lay, groups, boundary_input_grad)
+    return conv_layout(_spatial(input, nd), ks, strides, dils, pairs, orders, special)
 
 
-def _conv_transpose_nd(nd: int, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                       stride: Any, padding: Any, output_padding: Any, groups: int, dilation: Any,
-                       boundary: BoundarySpec, order: int | Sequence[int | None] | None) -> torch.Tensor:
-    if isinstance(input, torch.Tensor) and autocast_enabled(input.device.type):
-        return _autocast(lambda *t: _conv_transpose_nd(nd, t[0], t[1], t[2], stride, padding, output_padding,
-                                                       groups, dilation, boundary, order),
-                         input, (input, weight, bias))
+def _checked_transpose_layout(nd: int, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                              stride: Any, padding: Any, output_padding: Any, groups: int, dilation: Any,
+                              boundary: BoundarySpec, order: Any) -> Layout:
+    """Check a conv_transposeNd call and return its :class:`Layout`."""
     s, d = validate_conv_args(nd, input, weight, bias, None, None, stride, dilation, groups, True, transposed=True)
     p = as_tuple("padding", padding, nd, minimum=0)
     op = as_tuple("output_padding", output_padding, nd, minimum=0)
@@ -142,7 +134,53 @@ def _conv_transpose_nd(nd: int, input: torch.Tensor, weight: torch.Tensor, bias:
     lengths = _spatial(input, nd)
     nodes = [transpose_axis_torch(*args).nodes for args in zip(lengths, ks, s, p, op, d)]
     orders = parse_order(order, nd, [m - 1 for m in nodes])
-    lay = transpose_layout(lengths, ks, s, p, op, d, pairs, orders)
+    return transpose_layout(lengths, ks, s, p, op, d, pairs, orders)
+
+
+_LAYOUTS: dict = {}
+
+
+def _layout(check, nd: int, tensors: tuple, *args) -> Layout:
+    """``check(nd, *tensors, *args)``, remembered per call signature (shapes, dtypes and the
+    other arguments) in eager mode: a layer called again with inputs of the same shapes skips
+    the argument checks and the layout look-up, which cost more than its small maps' ghosts."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return check(nd, *tensors, *args)
+    try:
+        key = (check, nd, *(None if t is None else (type(t), t.shape, t.dtype) for t in tensors), *args)
+        hit = _LAYOUTS.get(key)
+    except (TypeError, AttributeError):          # unhashable arguments, non-tensors: check them
+        return check(nd, *tensors, *args)
+    if hit is None:
+        hit = check(nd, *tensors, *args)
+        if len(_LAYOUTS) > 4096:
+            _LAYOUTS.clear()
+        _LAYOUTS[key] = hit
+    return hit
+
+
+def _conv_nd(nd: int, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+             stride: int | Sequence[int], dilation: int | Sequence[int], groups: int,
+             edge_weight: torch.Tensor | None, edge_bias: torch.Tensor | None, boundary_input_grad: bool,
+             boundary: BoundarySpec, order: int | Sequence[int | None] | None) -> torch.Tensor:
+    if isinstance(input, torch.Tensor) and autocast_enabled(input.device.type):
+        return _autocast(lambda *t: _conv_nd(nd, t[0], t[1], t[2], stride, dilation, groups, t[3], t[4],
+                                             boundary_input_grad, boundary, order),
+                         input, (input, weight, bias, edge_weight, edge_bias))
+    lay = _layout(_checked_layout, nd, (input, weight, bias, edge_weight, edge_bias), stride, dilation, groups,
+                  boundary_input_grad, boundary, order)
+    return _run(input, weight, bias, edge_weight, edge_bias, nd, lay, groups, boundary_input_grad)
+
+
+def _conv_transpose_nd(nd: int, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                       stride: Any, padding: Any, output_padding: Any, groups: int, dilation: Any,
+                       boundary: BoundarySpec, order: int | Sequence[int | None] | None) -> torch.Tensor:
+    if isinstance(input, torch.Tensor) and autocast_enabled(input.device.type):
+        return _autocast(lambda *t: _conv_transpose_nd(nd, t[0], t[1], t[2], stride, padding, output_padding,
+                                                       groups, dilation, boundary, order),
+                         input, (input, weight, bias))
+    lay = _layout(_checked_transpose_layout, nd, (input, weight, bias), stride, padding, output_padding, groups,
+                  dilation, boundary, order)
     return _run(input, weight, bias, None, None, nd, lay, groups, True)
 
 
