@@ -112,8 +112,12 @@ def _grads(lay: Layout, groups: int, bgrad: bool, g, x, w, b, we, be, needs):
     need_x, need_w, need_b, need_we, need_be = needs
     buf = pad(x, lay.axes)
     if not lay.special:
-        d_buf, dw, db = _conv_backward(g, buf, w, b is not None, lay, groups, [need_x, need_w, need_b])
-        return (fold(d_buf, lay.axes) if need_x else None), dw, db, None, None
+        # The parameters' gradients first, then the padded input goes before its gradient comes:
+        # the two are never alive together, so backward holds what zero padding's holds.
+        _, dw, db = _conv_backward(g, buf, w, b is not None, lay, groups, [False, need_w, need_b])
+        shape = buf.shape
+        del buf
+        return (fold(_input_grad(g, w, lay, groups, shape), lay.axes) if need_x else None), dw, db, None, None
     # Boundary outputs came from the edge parameters: the main ones see the others' gradient only.
     g_main = g.clone()
     w_e, b_e = (w if we is None else we), (b if be is None else be)
@@ -141,6 +145,18 @@ def _grads(lay: Layout, groups: int, bgrad: bool, g, x, w, b, we, be, needs):
             else:
                 db = db + gb
     return (fold(d_buf, lay.axes) if need_x else None), dw, db, dwe, dbe
+
+
+def _input_grad(g: torch.Tensor, w: torch.Tensor, lay: Layout, groups: int, shape: torch.Size) -> torch.Tensor:
+    """The gradient on the padded input ``(N, C, *shape[2:])``: the convolution's transpose.
+    (``convolution_backward`` would want the padded input itself, or a placeholder it makes
+    contiguous.)"""
+    nd = g.dim() - 2
+    if lay.transposed:
+        return CONV[nd](g, w, None, lay.strides, lay.padding, lay.dilations, groups)
+    extra = [n - ((m - 1) * s + d * (k - 1) + 1)
+             for n, m, s, d, k in zip(shape[2:], g.shape[2:], lay.strides, lay.dilations, w.shape[2:])]
+    return CONV_TRANSPOSE[nd](g, w, None, lay.strides, 0, extra, groups, lay.dilations)
 
 
 def _composite_grads(ctx, tensors, needs, g):
