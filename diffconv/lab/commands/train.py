@@ -6,7 +6,9 @@ and sees the same batches. The fields are an on-the-fly synthetic task
 held-out split of the samples, random square crops of the training samples (standardised per
 channel with the training samples' mean and standard deviation), the task's degradation
 (super-resolution or denoising) applied to them, and evaluation on the central square of every
-held-out sample. The command writes ``train.json`` (loss curves, and per variant the held-out
+held-out sample. ``--boundary SPEC`` and ``--order P`` set the DiffConv variant's boundary and
+ghost order (``diffconv accuracy``'s syntax); with ``--data``, an axis the spec makes circular is
+taken as periodic and cropped whole (training crops are shifted along it at random). The command writes ``train.json`` (loss curves, and per variant the held-out
 RMSE in the boundary ring, in the interior and per distance to the border) and ``train.png``.
 """
 
@@ -23,6 +25,9 @@ from typing import Any, Callable
 import numpy as np
 
 from ..models.synthetic import TASKS, degrade, error_profile, make_pair, ring_errors
+from .accuracy import parse_boundary_option, spec_text
+
+KERNEL_SIZE = 3          # the UNet's convolutions
 
 # --variants name -> the variant's key in train.json and the table.
 VARIANTS = {"zero": "zero_padding", "diffconv": "diffconv", "replicate": "replicate_padding",
@@ -63,6 +68,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="with --data: the .npz array to use (needed when it holds several)")
     parser.add_argument("--holdout", type=float, default=0.25, metavar="FRACTION",
                         help="with --data: fraction of the samples held out for evaluation (default 0.25, at least 1)")
+    parser.add_argument("--boundary", metavar="SPEC",
+                        help="the diffconv variant's boundary: a mode (diff, zeros, reflect, replicate, circular) or "
+                             "one comma-separated entry per axis (H,W), each a mode or low:high, e.g. diff,circular; "
+                             "with --data a circular axis is periodic and cropped whole (default diff)")
+    parser.add_argument("--order", type=int, metavar="P",
+                        help=f"the diffconv variant's ghost order, 0 .. {KERNEL_SIZE - 1} (default {KERNEL_SIZE - 1}, "
+                             "the paper's)")
 
 
 def _config(args: argparse.Namespace) -> dict[str, Any]:
@@ -85,9 +97,33 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
         _check_side("--size", cfg["size"], cfg)
     if cfg["seed"] < 0:
         raise ValueError(f"--seed must be >= 0, got {cfg['seed']}")
+    cfg.update(_diffconv_options(args, cfg["variants"]))
     if not cfg["lr"] > 0:
         raise ValueError(f"--lr must be > 0, got {cfg['lr']}")
     return cfg
+
+
+def _diffconv_options(args: argparse.Namespace, variants: list[str]) -> dict[str, Any]:
+    """``boundary`` (``--boundary`` text, ``"diff"`` by default) and ``order`` of the diffconv variant."""
+    boundary = "diff" if args.boundary is None else spec_text(parse_boundary_option(args.boundary, 2))
+    if args.order is not None and not 0 <= args.order <= KERNEL_SIZE - 1:
+        raise ValueError(f"--order must be 0 .. {KERNEL_SIZE - 1} for the UNet's {KERNEL_SIZE}x{KERNEL_SIZE} "
+                         f"convolutions, got {args.order}")
+    if (args.boundary is not None or args.order is not None) and "diffconv" not in variants:
+        raise ValueError("--boundary and --order set the diffconv variant; add diffconv to --variants")
+    return {"boundary": boundary, "order": args.order}
+
+
+def boundary_spec(cfg: dict[str, Any]) -> Any:
+    """The diffconv variant's boundary as the spec the layers take."""
+    return parse_boundary_option(cfg.get("boundary", "diff"), 2)
+
+
+def periodic_axes(cfg: dict[str, Any]) -> tuple[int, ...]:
+    """Spatial axes (0: H, 1: W) that the diffconv variant's boundary makes circular."""
+    from diffconv.boundary import parse_boundary
+
+    return tuple(a for a, (low, _) in enumerate(parse_boundary(boundary_spec(cfg), 2)) if low == "circular")
 
 
 def _multiple(cfg: dict[str, Any]) -> int:
@@ -163,13 +199,16 @@ def data_source(cfg: dict[str, Any], path: Path, array: str | None, holdout: flo
         raise DataError(f"{where} has shape {arrays[0].shape}: 1 sample, but training needs at least 2 "
                         "(one to train on, one held out); stack samples as (N, H, W) or (N, C, H, W)")
     side = min(h, w) // _multiple(cfg) * _multiple(cfg)
+    periodic = periodic_axes(cfg)
+    if periodic:
+        side = _periodic_side(cfg, (h, w), periodic, where)
     try:
         _check_side("the fields' side", side, cfg)
     except ValueError as exc:
         raise DataError(f"{where} has spatial shape {(h, w)}, too small for depth {cfg['depth']} and ring "
                         f"{cfg['ring']}: {exc}") from None
     if cfg["size"] is None:
-        cfg["size"] = min(DEFAULT_SIZE, side)
+        cfg["size"] = side if periodic else min(DEFAULT_SIZE, side)
     elif cfg["size"] > min(h, w):
         raise DataError(
             f"{where} has spatial shape {(h, w)}: --size {cfg['size']} does not fit; use --size {side} or less"
@@ -191,6 +230,8 @@ def data_source(cfg: dict[str, Any], path: Path, array: str | None, holdout: flo
         tops = rng.integers(0, h - size + 1, size=cfg["batch"])
         lefts = rng.integers(0, w - size + 1, size=cfg["batch"])
         y = np.stack([scaled[i, :, t:t + size, l:l + size] for i, t, l in zip(pick, tops, lefts)])
+        for a in periodic:              # a whole periodic axis, shifted at random: still real data
+            y = np.stack([np.roll(c, int(r), axis=1 + a) for c, r in zip(y, rng.integers(size, size=len(y)))])
         return degrade(task, y, rng), y
 
     t, l = (h - side) // 2, (w - side) // 2
@@ -199,8 +240,24 @@ def data_source(cfg: dict[str, Any], path: Path, array: str | None, holdout: flo
     info = {"file": str(path), "array": arrays[0].name, "shape": list(arrays[0].shape),
             "train_samples": train.tolist(), "held_out_samples": held.tolist(), "eval_side": side,
             "channel_mean": mean.ravel().tolist(), "channel_std": std.ravel().tolist(),
-            "units": "RMSE in units of each channel's standard deviation over the training samples"}
+            "units": "RMSE in units of each channel's standard deviation over the training samples",
+            "periodic_axes": list(periodic)}
     return Source(channels, draw, (x_eval, y_eval), info)
+
+
+def _periodic_side(cfg: dict[str, Any], shape: tuple[int, int], periodic: tuple[int, ...], where: str) -> int:
+    """The square side when ``periodic`` axes are cropped whole: their length, which must fit."""
+    from ..userdata import DataError
+
+    lengths = {shape[a] for a in periodic}
+    side = lengths.pop()
+    names = " and ".join("HW"[a] for a in periodic)
+    if lengths or side > min(shape) or side % _multiple(cfg):
+        raise DataError(f"{where} has spatial shape {shape}: the periodic (circular) axis {names} is cropped whole, "
+                        f"so its length must be a multiple of {_multiple(cfg)} and at most the other axis's")
+    if cfg["size"] is not None and cfg["size"] != side:
+        raise DataError(f"{where}: the periodic (circular) axis {names} is cropped whole; use --size {side}")
+    return side
 
 
 def eval_chunk(side: int) -> int:
@@ -230,7 +287,7 @@ def torch_models(cfg: dict[str, Any], channels: int) -> dict[str, Any]:
         if variant == "zero_padding":
             models[variant] = copy.deepcopy(base)
         elif variant == "diffconv":
-            models[variant] = convert(copy.deepcopy(base))
+            models[variant] = convert(copy.deepcopy(base), boundary=boundary_spec(cfg), order=cfg.get("order"))
         else:
             mode = variant.split("_")[0]
             models[variant] = UNet(channels, channels, width=cfg["width"], depth=cfg["depth"], conv=padded_conv(mode))
@@ -260,8 +317,9 @@ def train_torch(cfg: dict[str, Any], source: Source) -> dict[str, dict[str, Any]
     return out
 
 
-def flax_conv(variant: str) -> Any:
-    """The linen conv class of a variant for :class:`diffconv.lab.models.flax_unet.UNet`."""
+def flax_conv(variant: str, boundary: Any = "diff", order: int | None = None) -> Any:
+    """The linen conv class of a variant for :class:`diffconv.lab.models.flax_unet.UNet`
+    (``boundary``/``order``: the diffconv variant's)."""
     import functools
 
     from flax import linen as nn
@@ -269,12 +327,16 @@ def flax_conv(variant: str) -> Any:
     from diffconv.jax.linen import DiffConv
     from ..models.flax_unet import ReplicateConv
 
-    return {"zero_padding": nn.Conv, "diffconv": DiffConv, "replicate_padding": ReplicateConv,
+    diff = DiffConv if (boundary, order) == ("diff", None) else functools.partial(DiffConv, boundary=boundary,
+                                                                                  order=order)
+    return {"zero_padding": nn.Conv, "diffconv": diff, "replicate_padding": ReplicateConv,
             "reflect_padding": functools.partial(nn.Conv, padding="REFLECT")}[variant]
 
 
 def train_jax(cfg: dict[str, Any], source: Source) -> dict[str, dict[str, Any]]:
     """As :func:`train_torch`, with the Flax linen UNet and optax Adam (channels-last inside)."""
+    import functools
+
     import jax
     import jax.numpy as jnp
     import optax
@@ -284,7 +346,8 @@ def train_jax(cfg: dict[str, Any], source: Source) -> dict[str, dict[str, Any]]:
     def last(a: np.ndarray) -> jax.Array:
         return jnp.asarray(a.transpose(0, 2, 3, 1))
 
-    models = {v: UNet(out_features=source.channels, width=cfg["width"], depth=cfg["depth"], conv=flax_conv(v))
+    conv = functools.partial(flax_conv, boundary=boundary_spec(cfg), order=cfg.get("order"))
+    models = {v: UNet(out_features=source.channels, width=cfg["width"], depth=cfg["depth"], conv=conv(v))
               for v in cfg["variants"]}
     x_eval = last(source.eval_pair[0])
     # One init shared by all: the parameter trees are identical.
@@ -397,8 +460,10 @@ def run(args: argparse.Namespace) -> int:
     plot(result, out / "train.png")
     side = source.eval_pair[1].shape[-1]
     where = f"{len(source.eval_pair[1])} held-out {side}x{side} fields"
+    order = KERNEL_SIZE - 1 if cfg["order"] is None else cfg["order"]
     print(f"{cfg['framework']} UNet, task {cfg['task']}, {cfg['steps']} steps on {cfg['size']}x{cfg['size']}, "
-          f"{where}: RMSE" + (" (units: training std)" if args.data is not None else ""))
+          f"{where}: RMSE" + (" (units: training std)" if args.data is not None else "")
+          + f"; diffconv: boundary {cfg['boundary']}, order {order}")
     print(f"  {'variant':18s} {'ring<' + str(cfg['ring']) + 'px':>10s} {'interior':>10s} {'all':>10s}")
     for method, r in result["methods"].items():
         print(f"  {method:18s} {r['boundary_rmse']:10.4f} {r['interior_rmse']:10.4f} {r['rmse']:10.4f}")
