@@ -109,7 +109,8 @@ class _FlaxGridDiffConv(DiffConv):
             boundary=getattr(self, "boundary", None), order=getattr(self, "order", None), edge_kernel=edge_kernel,
             edge_bias=edge_bias, boundary_input_grad=self.boundary_input_grad,
         )
-        return restore_batch(y, batch_shape)
+        y = restore_batch(y, batch_shape)
+        return y if out_sharding is None else jax.sharding.reshard(y, out_sharding)
 
 
 def _conv_mode(conv: Any) -> str | None:
