@@ -1,7 +1,8 @@
 """The one ghost builder of the torch backend.
 
-Each padded axis is an :class:`AxisGhosts`: the axis's :class:`diffconv.boundary.GhostOperator`
-(two small matrices, each over one run of edge samples) and the tensor dim it acts on.
+Each padded axis is an :class:`AxisGhosts`: the tensor dim it acts on and the matrices of the
+axis's :class:`diffconv.boundary.GhostOperator` (two small ones, each over one run of edge
+samples, and the transposed padding for backward) as plain Python values.
 :func:`pad` extends a tensor axis after axis, each axis as ``cat([low @ run, t, high @ run])``
 (plain differentiable operations: autograd, ``torch.compile`` and ``torch.func`` see through
 it); :func:`fold` is its transpose, in place, for hand-written backwards. Ghosts are computed
