@@ -321,3 +321,108 @@ def test_transposed_case_removes_the_boundary_error(tmp_path):
         assert diff < 4 * by["diffconv"]["interior_mean"]
         assert diff < min(by[m]["boundary_mean"] for m in ("zeros", "replicate", "reflect", "circular"))
     assert main(["accuracy", "--transposed", "--full", "--out", str(tmp_path)]) == 2
+
+
+# --- boundaries per axis and the ghost order (--boundary, --orders, --fields periodic-band) ---------
+
+@pytest.mark.parametrize(
+    "text, spec",
+    [("diff", "diff"), ("diff,circular", ("diff", "circular")),
+     ("zeros:diff,circular", (("zeros", "diff"), "circular")), (" replicate , reflect:zeros", ("replicate", ("reflect", "zeros")))],
+)
+def test_boundary_option_parses_to_the_layers_spec(text, spec):
+    from diffconv.lab.commands.accuracy import parse_boundary_option, spec_text, variant_name
+
+    assert parse_boundary_option(text, 2) == spec
+    assert parse_boundary_option(spec_text(spec), 2) == spec
+    assert variant_name(spec, None) == (DIFFCONV if spec == "diff" else f"{DIFFCONV}[{spec_text(spec)}]")
+    assert variant_name(spec, 1).endswith(" p=1")
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--boundary", "bogus"], "--boundary 'bogus': boundary must be one of"),
+        (["--boundary", "diff,diff,diff"], "one mode or one entry per spatial axis (2 for a 2-d convolution)"),
+        (["--boundary", "circular:diff,diff"], "circular on one side only"),
+        (["--boundary", "a:b:c"], "has more than two sides"),
+        (["--orders", "3"], "--orders 3: order 3 on spatial axis 0 is out of range"),
+        (["--orders", "-1"], "--orders -1: order -1"),
+        (["--transposed", "--orders", "1"], "--transposed runs its own cases"),
+    ],
+)
+def test_bad_boundary_and_orders_give_one_line_and_status_2(tmp_path, capsys, argv, message):
+    status, out, err = _run(["--quick", "--out", str(tmp_path / "out"), *argv], capsys)
+    assert status == 2 and err.startswith("diffconv accuracy: error: ") and message in err
+    assert err.count("\n") == 1 and out == "" and not (tmp_path / "out").exists()
+
+
+def test_full_refuses_the_periodic_band(tmp_path, capsys):
+    status, _, err = _run(["--full", "--fields", "periodic-band", "--out", str(tmp_path)], capsys)
+    assert status == 2 and "runs at the project's sizes" in err
+
+
+@pytest.fixture(scope="module")
+def band_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("band")
+    assert main(["accuracy", "--quick", "--fields", "periodic-band", "--kernels", "4", "--orders", "0", "1",
+                 "--out", str(out)]) == 0
+    return json.loads((out / "accuracy.json").read_text()), (out / "accuracy.txt").read_text()
+
+
+def test_periodic_band_per_axis_spec_is_circular_on_the_periodic_sides_and_diffconv_on_the_bounded(band_run):
+    results, table = band_run
+    assert list(results) == ["periodic-band", "periodic-band/periodic sides", "periodic-band/bounded sides",
+                             "periodic-band/corners"]
+    mixed, zc = f"{DIFFCONV}[diff,circular]", f"{DIFFCONV}[zeros,circular]"
+    for t in (f"{t:g}" for t in PRESETS["quick"].ns_times):
+        ring = results["periodic-band"][t]
+        periodic, bounded = results["periodic-band/periodic sides"][t], results["periodic-band/bounded sides"][t]
+        # Periodic sides: the wrap is the truth, so the per-axis spec is exact as circular padding is.
+        assert periodic[mixed] == pytest.approx(periodic["circular"], abs=1e-12) and periodic[mixed] < 1e-12
+        assert periodic[DIFFCONV] > 1e-4
+        # Bounded sides: DiffConv's ghosts, and zeros' ghosts for the hand-written periodic + zero padding.
+        assert bounded[mixed] == pytest.approx(bounded[DIFFCONV], rel=1e-9)
+        assert bounded[zc] == pytest.approx(bounded["zero"], rel=1e-9)
+        # The whole ring: the per-axis spec beats DiffConv everywhere, circular everywhere and zero padding.
+        assert ring[mixed] < min(ring[DIFFCONV], ring["circular"], ring["zero"], ring[zc])
+    assert "best DiffConv setting: diffconv[diff,circular]" in table
+
+
+def test_orders_add_columns_and_order_0_is_replicate_padding(band_run):
+    results, _ = band_run
+    for rows in results.values():
+        for errs in rows.values():
+            assert {f"{DIFFCONV} p=0", f"{DIFFCONV} p=1", DIFFCONV} <= set(errs)
+    bounded = results["periodic-band/bounded sides"]
+    for errs in bounded.values():
+        assert errs[f"{DIFFCONV} p=0"] == pytest.approx(errs["replicate"], rel=1e-9)
+
+
+def test_data_orders_and_a_periodic_axis(tmp_path, capsys):
+    """--data with --boundary diff,circular: the circular axis is whole and its wrap the truth;
+    order 0 is replicate padding; order 2 (k - 1) is the paper's."""
+    from diffconv.lab.navier_stokes import gaussian_random_field
+
+    fields = gaussian_random_field(32, np.random.default_rng(3), 2)[:, 8:24, :]     # periodic along W only
+    np.save(tmp_path / "band.npy", fields)
+    status, out, _ = _run(["--data", str(tmp_path / "band.npy"), "--kernels", "3", "--boundary", "diff,circular",
+                           "--orders", "0", "2", "--out", str(tmp_path / "out")], capsys)
+    assert status == 0 and "periodic (circular in --boundary) spatial axes [1]" in out
+    mean = json.loads((tmp_path / "out" / "accuracy.json").read_text())["band"]["mean"]
+    assert mean[f"{DIFFCONV}[diff,circular] p=2"] == pytest.approx(mean[f"{DIFFCONV}[diff,circular]"], rel=1e-12)
+    assert mean[f"{DIFFCONV}[diff,circular]"] < mean[DIFFCONV]
+    # Order 0 on rows and the wrap on columns is replicate padding except on the periodic sides.
+    assert mean[f"{DIFFCONV}[diff,circular] p=0"] < mean["replicate"]
+    assert "best DiffConv setting:" in out
+
+
+def test_data_order_0_is_replicate_padding(tmp_path, capsys):
+    np.save(tmp_path / "r.npy", np.random.default_rng(7).standard_normal((2, 12, 13)))
+    status, out, _ = _run(["--data", str(tmp_path / "r.npy"), "--kernel-size", "5", "--kernels", "3",
+                           "--orders", "0", "4", "--out", str(tmp_path / "out")], capsys)
+    rows = json.loads((tmp_path / "out" / "accuracy.json").read_text())["r"]
+    assert status == 0 and list(rows["mean"])[:3] == [DIFFCONV, f"{DIFFCONV} p=0", f"{DIFFCONV} p=4"]
+    for errs in rows.values():
+        assert errs[f"{DIFFCONV} p=0"] == pytest.approx(errs["replicate"], rel=1e-12)
+        assert errs[f"{DIFFCONV} p=4"] == pytest.approx(errs[DIFFCONV], rel=1e-12)

@@ -360,3 +360,53 @@ def test_full_training_on_smooth_data_helps_the_boundary(tmp_path):
     m = json.loads((out / "train.json").read_text())["methods"]
     assert m["diffconv"]["boundary_rmse"] < m["zero_padding"]["boundary_rmse"]
     assert m["diffconv"]["loss"][-1] < 0.5 * m["diffconv"]["loss"][0]
+
+
+@pytest.mark.parametrize(
+    "argv, match",
+    [
+        (["--boundary", "bogus"], "--boundary 'bogus': boundary must be one of"),
+        (["--boundary", "diff,diff,diff"], "one entry per spatial axis"),
+        (["--order", "3"], "--order must be 0 .. 2 for the UNet's 3x3 convolutions, got 3"),
+        (["--order", "1", "--variants", "zero"], "--boundary and --order set the diffconv variant"),
+    ],
+)
+def test_train_rejects_bad_boundary_and_order(tmp_path, capsys, argv, match):
+    assert main(["train", "--quick", "--out", str(tmp_path / "out"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("diffconv train: error: ") and match in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_config_keeps_the_boundary_and_order():
+    from diffconv.lab.cli import build_parser
+    from diffconv.lab.commands.train import _config, boundary_spec, periodic_axes
+
+    args = build_parser().parse_args(["train", "--boundary", "zeros:diff,circular", "--order", "1"])
+    cfg = _config(args)
+    assert (cfg["boundary"], cfg["order"]) == ("zeros:diff,circular", 1)
+    assert boundary_spec(cfg) == (("zeros", "diff"), "circular") and periodic_axes(cfg) == (1,)
+    cfg = _config(build_parser().parse_args(["train"]))
+    assert (cfg["boundary"], cfg["order"], periodic_axes(cfg)) == ("diff", None, ())
+
+
+def test_data_source_crops_a_periodic_axis_whole(tmp_path):
+    """--boundary diff,circular: each training crop spans all W columns, a random shift of a
+    training sample's rows band, so its wrap is real data."""
+    from diffconv.lab.commands.train import data_source
+
+    fields = _smooth_npy(tmp_path / "u.npy", n=4, size=40)[:, :, :16]          # (4, 40, 16), W periodic here
+    np.save(tmp_path / "u.npy", fields)
+    cfg = {"task": "denoise", "seed": 0, "size": None, "batch": 6, "depth": 1, "ring": 2, "eval_samples": None,
+           "boundary": "diff,circular"}
+    src = data_source(cfg, tmp_path / "u.npy", None, 0.25)
+    assert cfg["size"] == 16 and src.info["periodic_axes"] == [1] and src.eval_pair[1].shape[-2:] == (16, 16)
+    train = src.info["train_samples"]
+    scaled = (fields - fields[train].mean()) / fields[train].std()
+    _, y = src.draw(1)
+    for crop in y[:, 0]:
+        assert min(np.abs(np.roll(scaled[i, t:t + 16], s, axis=1) - crop).max()
+                   for i in train for t in range(25) for s in range(16)) < 1e-5
+    cfg.update(size=8)
+    with pytest.raises(ValueError, match="cropped whole; use --size 16"):
+        data_source(cfg, tmp_path / "u.npy", None, 0.25)
