@@ -153,7 +153,13 @@ def _input_grad(g: torch.Tensor, w: torch.Tensor, lay: Layout, groups: int, shap
     contiguous.)"""
     nd = g.dim() - 2
     if lay.transposed:
-        return CONV[nd](g, w, None, lay.strides, lay.padding, lay.dilations, groups)
+        # An output_padding of at least the stride (allowed where the dilation is larger) adds
+        # output rows that no input reaches: the convolution then returns rows past the input.
+        d_buf = CONV[nd](g, w, None, lay.strides, lay.padding, lay.dilations, groups)
+        for a, n in enumerate(shape[2:]):
+            if d_buf.shape[2 + a] != n:
+                d_buf = d_buf.narrow(2 + a, 0, n)
+        return d_buf
     extra = [n - ((m - 1) * s + d * (k - 1) + 1)
              for n, m, s, d, k in zip(shape[2:], g.shape[2:], lay.strides, lay.dilations, w.shape[2:])]
     return CONV_TRANSPOSE[nd](g, w, None, lay.strides, 0, extra, groups, lay.dilations)

@@ -65,6 +65,7 @@ def test_gradcheck(lengths, ks, stride, dilation, boundary, order, switch):
 
 @pytest.mark.parametrize("lengths, ks, stride, padding, out_pad, dilation, boundary, order", [
     ((6,), (4,), 2, 1, 0, 1, "zeros", None),
+    ((3,), (2,), 1, 0, 1, 2, "diff", None),                   # output_padding >= stride (dilation 2)
     ((7,), (3,), 2, 0, 1, 1, [("reflect", "replicate")], 0),
     ((5, 6), (4, 3), 2, (1, 0), 0, 1, ("diff", "circular"), (1, None)),
     ((4, 5, 3), (3, 3, 3), 1, 1, 0, (1, 2, 1), ["replicate", "diff", ("zeros", "diff")], None),
