@@ -28,6 +28,14 @@ def kernel_size_tuple(kernel_size: int | Sequence[int]) -> tuple[int, ...]:
     return tuple(int(k) for k in ks)
 
 
+def freeze_spec(value: Any) -> Any:
+    """A ``boundary`` or ``order`` spec with its lists made tuples (hashable, as layer attributes
+    and jit's static arguments need)."""
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze_spec(v) for v in value)
+    return value
+
+
 def per_axis(value: None | int | Sequence[int], nd: int) -> int | tuple[int, ...]:
     """Flax's ``None`` sentinel means 1; sequences are passed on for validation as they are."""
     if value is None:
@@ -59,12 +67,13 @@ def apply_conv(inputs: jax.Array, kernel: jax.Array, nd: int, **options: Any) ->
 def apply_conv_transpose(layer: Any, inputs: jax.Array, kernel: jax.Array, bias: jax.Array | None) -> jax.Array:
     """The linen and NNX ``DiffConvTranspose`` call: :func:`.conv_transpose.layer_transpose` with the
     layer's ``padding``, ``strides``, ``kernel_dilation``, ``transpose_kernel``, ``precision`` and
-    ``preferred_element_type`` read as Flax's ``ConvTranspose`` reads them."""
+    ``preferred_element_type`` read as Flax's ``ConvTranspose`` reads them, and its ``boundary``
+    and ``order``."""
     nd = kernel.ndim - 2
     return layer_transpose(
         inputs, kernel, bias, padding=canonicalize_padding(layer.padding, nd),
         strides=broadcast_per_axis(layer.strides, nd, "strides"),
         kernel_dilation=broadcast_per_axis(layer.kernel_dilation, nd, "kernel_dilation"),
         transpose_kernel=layer.transpose_kernel, precision=layer.precision,
-        preferred_element_type=layer.preferred_element_type,
+        preferred_element_type=layer.preferred_element_type, boundary=layer.boundary, order=layer.order,
     )

@@ -6,7 +6,8 @@ from typing import Any, Sequence
 
 from jax import lax
 
-from .._checks import as_tuple, check_conv_shapes, check_float_dtype, check_same_dtype
+from .._checks import as_tuple, check_conv_shapes, check_float_dtype, check_groups, check_same_dtype
+from ..boundary import parse_boundary, parse_order
 
 _PRECISION_NAMES = ("default", "high", "highest", "fastest", "bfloat16", "tensorfloat32", "float32")
 
@@ -44,8 +45,11 @@ def validate_conv_args(
     feature_group_count: int,
     boundary_input_grad: bool,
     precision: Any,
-) -> tuple[int, tuple[int, ...], tuple[int, ...]]:
-    """Check a :func:`diffconv.jax.conv` call; returns ``(nd, strides, dilations)``."""
+    boundary: Any = "diff",
+    order: Any = None,
+) -> tuple[int, tuple[int, ...], tuple[int, ...], tuple[tuple[str, str], ...], tuple[int | None, ...]]:
+    """Check a :func:`diffconv.jax.conv` call; returns ``(nd, strides, dilations, modes, orders)``
+    (``modes``/``orders`` per spatial axis, :func:`diffconv.boundary.parse_boundary`/``parse_order``)."""
     named = (("x", x), ("kernel", kernel), ("bias", bias), ("edge_kernel", edge_kernel), ("edge_bias", edge_bias))
     for name, value in named:
         if value is not None or name in ("x", "kernel"):
@@ -60,8 +64,7 @@ def validate_conv_args(
     for name, value in named[1:]:
         if value is not None:
             check_same_dtype("x", str(x.dtype), name, str(value.dtype))
-    if isinstance(feature_group_count, bool) or not isinstance(feature_group_count, int) or feature_group_count < 1:
-        raise ValueError(f"feature_group_count must be an int >= 1, got {feature_group_count!r}")
+    check_groups("feature_group_count", feature_group_count)
     rank = len(x.shape)
     check_conv_shapes(
         nd=nd,
@@ -89,4 +92,6 @@ def validate_conv_args(
     if not isinstance(boundary_input_grad, bool):
         raise TypeError(f"boundary_input_grad must be a bool, got {boundary_input_grad!r}")
     check_precision(precision)
-    return nd, as_tuple("strides", strides, nd), as_tuple("dilation", dilation, nd)
+    modes = parse_boundary(boundary, nd)
+    orders = parse_order(order, nd, [k - 1 for k in kernel.shape[:nd]])
+    return nd, as_tuple("strides", strides, nd), as_tuple("dilation", dilation, nd), modes, orders

@@ -1,11 +1,13 @@
-"""Padding-free transposed convolution for JAX (DESIGN §2, "Transposed convolution").
+"""Padding-free transposed convolution for JAX (docs/design.md, "Transposed convolution").
 
 :func:`conv_transpose` is ``torch.nn.functional.conv_transposeNd``'s mathematics channels-last:
 same output shape, and near the border each output's sum also runs over the ghost inputs it
 reaches outside the data (polynomial extrapolations of the samples nearest the edge,
 :mod:`diffconv.transpose_plan`). Computed as one ``lax.conv_general_dilated`` (input dilated
 by the stride) over the input extended by its few ghosts, the padding of the dilated input
-adjusted so that the output keeps its place. Pure ``jax.numpy``/``lax``: jit, grad and vmap safe.
+adjusted so that the output keeps its place. ``boundary``/``order`` choose the ghosts per axis and
+side as for :func:`diffconv.jax.conv` (orders ``0 .. m-1``). Pure ``jax.numpy``/``lax``: jit, grad
+and vmap safe.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from .._checks import as_tuple, check_float_dtype, check_same_dtype
+from .._checks import as_tuple, check_float_dtype, check_groups, check_same_dtype
+from ..boundary import BoundarySpec, GhostOperator, ghost_operator, parse_boundary, parse_order
 from ..transpose_plan import TransposeAxis, lax_transpose_padding, transpose_axis_lax, transpose_axis_torch
 from ._ghosts import ghost_pad
 from ._validate import check_array, check_precision
@@ -25,13 +28,22 @@ __all__ = ["broadcast_per_axis", "check_layer_padding", "conv_transpose", "layer
            "transpose_conv_general"]
 
 
-def extend(x: jax.Array, plans: Sequence[TransposeAxis]) -> jax.Array:
-    """``x`` ``(N, *L, C)`` with each spatial axis extended by its ghosts (``before``/``after`` of
-    its plan: DiffConv's ghost rule with kernel size ``nodes`` and dilation ``lattice``), by the
-    convolution's ghost builder (:func:`._ghosts.ghost_pad`)."""
-    axes = [a for a, p in enumerate(plans) if p.has_ghosts]
-    return ghost_pad(x, [1 + a for a in axes], [plans[a].nodes for a in axes], [plans[a].lattice for a in axes],
-                     [(plans[a].before, plans[a].after) for a in axes])
+def _ghost_operators(plans: Sequence[TransposeAxis], boundary: BoundarySpec = "diff",
+                    order: int | Sequence[int | None] | None = None) -> list[GhostOperator]:
+    """``boundary``/``order`` checked against ``plans`` (orders ``0 .. nodes-1``) and each axis's
+    ghost operator (DiffConv's ghost rule with kernel size ``nodes`` and dilation ``lattice``);
+    ``ValueError`` for reflect or circular on an axis too short for its ghosts."""
+    modes = parse_boundary(boundary, len(plans))
+    orders = parse_order(order, len(plans), [p.nodes - 1 for p in plans])
+    return [ghost_operator(p.length, p.nodes, p.lattice, p.before, p.after, m, o, a)
+            for a, (p, m, o) in enumerate(zip(plans, modes, orders))]
+
+
+def extend(x: jax.Array, ops: Sequence[GhostOperator]) -> jax.Array:
+    """``x`` ``(N, *L, C)`` with each spatial axis extended by its ghosts (``ops``, one per axis),
+    by the convolution's ghost builder (:func:`._ghosts.ghost_pad`)."""
+    axes = [a for a, op in enumerate(ops) if not op.is_identity]
+    return ghost_pad(x, [1 + a for a in axes], [ops[a] for a in axes])
 
 
 def transpose_conv_general(
@@ -42,16 +54,19 @@ def transpose_conv_general(
     feature_group_count: int = 1,
     precision: Any = None,
     preferred_element_type: Any = None,
+    boundary: BoundarySpec = "diff",
+    order: int | Sequence[int | None] | None = None,
 ) -> jax.Array:
     """The sums of a transposed convolution over the ghost-extended input.
 
     ``x`` ``(N, *L, C_in)``; ``rhs`` ``(*k, C_in/groups, C_out)``, the kernel as
     ``lax.conv_general_dilated`` applies it to the stride-dilated input (``lax.conv_transpose``'s
     orientation); ``plans``: one :class:`~diffconv.transpose_plan.TransposeAxis` per spatial axis,
-    whose ``crop`` is that of the kernel flipped along every spatial axis. Output ``(N, *out_len, C_out)``.
+    whose ``crop`` is that of the kernel flipped along every spatial axis; ``boundary``/``order`` as
+    in :func:`conv_transpose`. Output ``(N, *out_len, C_out)``.
     """
     nd = len(plans)
-    xe = extend(x, plans)
+    xe = extend(x, _ghost_operators(plans, boundary, order))
     pads = []
     for p, n_ext in zip(plans, xe.shape[1:-1]):
         extent = (p.kernel_size - 1) * p.dilation
@@ -88,6 +103,8 @@ def conv_transpose(
     output_padding: int | Sequence[int] = 0,
     dilation: int | Sequence[int] = 1,
     feature_group_count: int = 1,
+    boundary: BoundarySpec = "diff",
+    order: int | Sequence[int | None] | None = None,
     precision: Any = None,
 ) -> jax.Array:
     """``F.conv_transposeNd`` channels-last with ghosts instead of missing inputs.
@@ -96,6 +113,8 @@ def conv_transpose(
     with ``kernel[j..., c_in, c_out] = weight[c_in, c_out, j...]`` of the torch layer; ``bias``
     ``(C_out,)``; ``padding``/``output_padding`` in torch's meaning. 1-3 spatial dims from the
     kernel's rank. Output ``(N, *L_out, C_out)``, ``L_out = (L-1)s - 2p + d(k-1) + output_padding + 1``.
+    ``boundary``/``order`` as in :func:`diffconv.jax.conv`, with orders ``0 .. m-1``,
+    ``m = ceil(k*gcd(s, d)/s)`` (the samples one output reads per axis; ``None``: ``m-1``).
     """
     for name, value in (("x", x), ("kernel", kernel)):
         check_array(name, value)
@@ -116,14 +135,10 @@ def conv_transpose(
             f"x must have rank {nd + 2} ((N, *spatial, features)) or {nd + 1} (unbatched) for a kernel of rank "
             f"{nd + 2}, got shape {x.shape}"
         )
-    g = feature_group_count
-    if isinstance(g, bool) or not isinstance(g, int) or g < 1:
-        raise ValueError(f"feature_group_count must be an int >= 1, got {g!r}")
     cin = x.shape[-1]
+    g = check_groups("feature_group_count", feature_group_count, **{"x features": cin})
     if kernel.shape[-2] != cin:
         raise ValueError(f"kernel has {kernel.shape[-2]} input features (axis -2), but x has {cin}")
-    if cin % g:
-        raise ValueError(f"x features ({cin}) must be divisible by feature_group_count ({g})")
     cout = kernel.shape[-1] * g
     if bias is not None and tuple(bias.shape) != (cout,):
         raise ValueError(f"bias must have shape ({cout},), got {tuple(bias.shape)}")
@@ -144,7 +159,8 @@ def conv_transpose(
              for n, k, si, pi, opi, di in zip(spatial, kernel.shape[:nd], s, p, op, d)]
     unbatched = x.ndim == nd + 1
     xb = x[None] if unbatched else x
-    y = transpose_conv_general(xb, _torch_form_to_rhs(kernel, g), plans, feature_group_count=g, precision=precision)
+    y = transpose_conv_general(xb, _torch_form_to_rhs(kernel, g), plans, feature_group_count=g, precision=precision,
+                               boundary=boundary, order=order)
     if bias is not None:
         y = y + bias
     return y[0] if unbatched else y
@@ -182,13 +198,16 @@ def layer_transpose(
     transpose_kernel: bool,
     precision: Any = None,
     preferred_element_type: Any = None,
+    boundary: BoundarySpec = "diff",
+    order: int | Sequence[int | None] | None = None,
 ) -> jax.Array:
     """The Flax ``ConvTranspose`` layers' computation with ghosts (shared by the linen and NNX layers).
 
     ``inputs`` ``(*batch, *L, in)`` (any number of batch dims, also none); ``kernel`` as the Flax
     layer holds it (``(*k, in, out)``, or ``(*k, out, in)`` with ``transpose_kernel``, which flips
     it as ``lax.conv_transpose`` does); ``padding``: ``'SAME'``, ``'VALID'`` or ``(lo, hi)`` pairs
-    (canonicalised), in ``lax.conv_transpose``'s meaning. Output shape as the Flax layer's.
+    (canonicalised), in ``lax.conv_transpose``'s meaning; ``boundary``/``order`` as in
+    :func:`conv_transpose`. Output shape as the Flax layer's.
     """
     nd = kernel.ndim - 2
     ks = tuple(kernel.shape[:nd])
@@ -201,7 +220,8 @@ def layer_transpose(
     pads = lax_transpose_padding(padding, ks, strides, kernel_dilation)
     plans = [transpose_axis_lax(n, k, s, d, pad)
              for n, k, s, d, pad in zip(x.shape[1:-1], ks, strides, kernel_dilation, pads)]
-    y = transpose_conv_general(x, rhs, plans, precision=precision, preferred_element_type=preferred_element_type)
+    y = transpose_conv_general(x, rhs, plans, precision=precision, preferred_element_type=preferred_element_type,
+                               boundary=boundary, order=order)
     if bias is not None:
         y = y + jnp.reshape(bias, (1,) * (y.ndim - 1) + (-1,))
     return jnp.reshape(y, batch_shape + y.shape[1:])

@@ -1,8 +1,9 @@
 """Padding-free convolution for JAX (channels-last ``(N, *L, C)``, kernels ``(*k, C/groups, O)``).
 
-The input is padded with its Lagrange ghosts (:func:`._ghosts.ghost_pad`) and convolved once,
-unpadded, so a layer holds the convolutions of a zero-padded one: one in the forward pass and
-the two that autodiff derives for the backward pass. With an edge kernel or the boundary
+The input is padded with its ghosts (:func:`._ghosts.ghost_pad`; each axis's ghosts by its
+:class:`diffconv.boundary.GhostOperator`: Lagrange ghosts by default, any boundary mode and order)
+and convolved once, unpadded, so a layer holds the convolutions of a zero-padded one: one in the
+forward pass and the two that autodiff derives for the backward pass. With an edge kernel or the boundary
 gradient switch, the outputs whose window reaches a ghost (thin boxes along each border,
 :func:`diffconv.plan.boundary_boxes`) are recomputed from the padded input.
 """
@@ -18,8 +19,9 @@ import numpy as np
 from jax import lax
 
 from .._checks import as_tuple, check_float_dtype
+from ..boundary import BoundarySpec, GhostOperator, ghost_operator, parse_order
 from ..plan import AxisPlan, axis_plan, boundary_boxes, window
-from ._ghosts import ghost_pad
+from ._ghosts import ghost_pad, with_crop_row
 from ._validate import check_array, validate_conv_args
 
 __all__ = ["conv", "lagrange_pad"]
@@ -35,9 +37,9 @@ def uses_extra_row(nd: int) -> bool:
     """Whether this backend's convolutions read one extra ghost row (the one per-backend choice).
 
     XLA:CPU hands 2-d convolutions to YNNPACK, which runs one with no padding at all several
-    times slower than the same convolution with some (7x at 8x96x96x32, k=3, jax 0.10). So on
-    the CPU the padded input gets one more ghost row at the end of the first spatial axis, and
-    the convolution a padding of -1 there, which crops it again: the same sums, the fast path.
+    times slower than the same convolution with some (docs/benchmarks.md). So on the CPU the
+    padded input gets one more ghost row at the end of the first spatial axis, and the
+    convolution a padding of -1 there, which crops it again: the same sums, the fast path.
     Other backends convolve the padded input as it is.
     """
     return nd == 2 and jax.default_backend() == "cpu"
@@ -57,13 +59,26 @@ def _valid(
     )
 
 
-def _padded(x: jax.Array, plans: Sequence[AxisPlan], extra_row: bool) -> jax.Array:
-    """``x`` ``(N, *L, C)`` with each spatial axis's ghosts (``plans``' widths; with ``extra_row``
-    one more after the first axis)."""
-    return ghost_pad(
-        x, range(1, 1 + len(plans)), [p.kernel_size for p in plans], [p.dilation for p in plans],
-        [(p.before, p.after + (extra_row and a == 0)) for a, p in enumerate(plans)],
-    )
+Modes = tuple[tuple[str, str], ...]
+Orders = tuple[Any, ...]
+
+
+def _plans(lengths: Sequence[int], kernel_sizes: Sequence[int], dils: Sequence[int], strides: Sequence[int],
+           modes: Modes) -> list[AxisPlan]:
+    """One plan per spatial axis; a circular axis has no boundary outputs."""
+    return [axis_plan(n, k, d, s, periodic=m[0] == "circular")
+            for n, k, d, s, m in zip(lengths, kernel_sizes, dils, strides, modes)]
+
+
+def _ghost_operators(plans: Sequence[AxisPlan], modes: Modes, orders: Orders, extra_row: bool) -> list[GhostOperator]:
+    """Each spatial axis's :class:`~diffconv.boundary.GhostOperator` (with ``extra_row``: one more
+    ghost after the first axis, cropped by the convolution). Raises ``ValueError`` for reflect or
+    circular on an axis too short for them."""
+    ops = [ghost_operator(p.length, p.kernel_size, p.dilation, p.before, p.after, m, o, a)
+           for a, (p, m, o) in enumerate(zip(plans, modes, orders))]
+    if extra_row:
+        ops[0] = with_crop_row(ops[0])
+    return ops
 
 
 def conv(
@@ -77,6 +92,8 @@ def conv(
     edge_kernel: jax.Array | None = None,
     edge_bias: jax.Array | None = None,
     boundary_input_grad: bool = True,
+    boundary: BoundarySpec = "diff",
+    order: int | Sequence[int | None] | None = None,
     precision: Any = None,
 ) -> jax.Array:
     """Size-keeping padding-free convolution, 1-3 spatial dims (from the kernel's rank).
@@ -89,10 +106,21 @@ def conv(
     the stride-1 result sampled every ``s``. Outputs whose window reaches a ghost use
     ``edge_kernel``/``edge_bias`` when given and pass no gradient to ``x`` when
     ``boundary_input_grad=False``.
+
+    ``boundary``: one mode for every side, or one entry per spatial axis (``(H, W)`` order), each
+    a mode or a ``(low, high)`` pair; modes ``"diff"`` (the ghosts above), ``"zeros"``,
+    ``"reflect"``, ``"replicate"``, ``"circular"`` (both sides of an axis). ``order``: the degree
+    of the ``"diff"`` ghosts, ``0 .. k-1`` (an int or one per axis; ``None``: ``k-1``). Outputs
+    whose window reaches a ghost on a circular axis are not boundary outputs (docs/design.md).
     """
-    nd, strides_t, dils = validate_conv_args(
-        x, kernel, bias, edge_kernel, edge_bias, strides, dilation, feature_group_count, boundary_input_grad, precision
+    nd, strides_t, dils, modes, orders = validate_conv_args(
+        x, kernel, bias, edge_kernel, edge_bias, strides, dilation, feature_group_count, boundary_input_grad, precision,
+        boundary, order,
     )
+    extra_row = uses_extra_row(nd)
+    # Built here too (cached), so that reflect/circular on a too-short axis fails outside jit.
+    _ghost_operators(_plans(x.shape[x.ndim - nd - 1:-1], kernel.shape[:nd], dils, strides_t, modes), modes, orders,
+                    extra_row)
     special = edge_kernel is not None or edge_bias is not None or not boundary_input_grad
     # The plain layer's bias is added outside the jitted program: added inside it, XLA:CPU held
     # an extra input-sized buffer in a UNet's training step (1.09x the memory of zero padding
@@ -100,7 +128,7 @@ def conv(
     out = conv_with_layout(
         x, kernel, bias if special else None, edge_kernel, edge_bias, nd=nd, strides=strides_t, dils=dils,
         groups=feature_group_count, boundary_input_grad=boundary_input_grad, precision=precision,
-        extra_row=uses_extra_row(nd),
+        extra_row=extra_row, modes=modes, orders=orders,
     )
     return out if special or bias is None else out + jnp.asarray(bias)
 
@@ -109,7 +137,8 @@ def conv(
 # inside an outer jit/grad/vmap it is simply inlined. ``extra_row`` is static so that both
 # layouts can be run (and tested) on any backend.
 @functools.partial(
-    jax.jit, static_argnames=("nd", "strides", "dils", "groups", "boundary_input_grad", "precision", "extra_row")
+    jax.jit, static_argnames=("nd", "strides", "dils", "groups", "boundary_input_grad", "precision", "extra_row",
+                              "modes", "orders")
 )
 def conv_with_layout(
     x: jax.Array,
@@ -125,16 +154,22 @@ def conv_with_layout(
     boundary_input_grad: bool,
     precision: Any,
     extra_row: bool,
+    modes: Modes | None = None,
+    orders: Orders | None = None,
 ) -> jax.Array:
-    """:func:`conv` after validation, with the backend layout ``extra_row`` (:func:`uses_extra_row`) given."""
+    """:func:`conv` after validation, with the backend layout ``extra_row`` (:func:`uses_extra_row`)
+    given; ``modes`` one ``(low, high)`` pair and ``orders`` one order per spatial axis, as
+    :func:`diffconv.boundary.parse_boundary`/``parse_order`` return them (``None``: the default)."""
     x, kernel = jnp.asarray(x), jnp.asarray(kernel)
     unbatched = x.ndim == nd + 1
     if unbatched:
         x = x[None]
-    plans = [axis_plan(x.shape[1 + a], kernel.shape[a], dils[a], strides[a]) for a in range(nd)]
+    modes = (("diff", "diff"),) * nd if modes is None else modes
+    orders = (None,) * nd if orders is None else orders
+    plans = _plans(x.shape[1:-1], kernel.shape[:nd], dils, strides, modes)
     run = functools.partial(_valid, strides=strides, dils=dils, groups=groups, precision=precision,
                             extra_row=extra_row)
-    padded = _padded(x, plans, extra_row)
+    padded = ghost_pad(x, range(1, 1 + nd), _ghost_operators(plans, modes, orders, extra_row))
     out = run(padded, kernel)
     if bias is not None:
         out = out + jnp.asarray(bias)
@@ -209,12 +244,14 @@ def lagrange_pad(
     *,
     kernel_size: int | Sequence[int] | None = None,
     dilation: int | Sequence[int] = 1,
+    order: int | Sequence[int | None] | None = None,
 ) -> jax.Array:
     """Pad ``x`` with polynomial-extrapolated ghosts; ``pad_width`` as in :func:`jax.numpy.pad`.
 
-    Along each padded axis the ghosts follow the degree-``k-1`` polynomial through the ``k``
-    samples nearest each edge on the ghost's dilation lattice (on an axis shorter than ``k*d``,
-    the highest degree its lattice holds); ``kernel_size`` (int or one per axis of ``x``)
+    Along each padded axis the ghosts follow the degree-``p`` polynomial through the ``p + 1``
+    samples nearest each edge on the ghost's dilation lattice (on an axis shorter than
+    ``(p+1)*d``, the highest degree its lattice holds); ``order`` ``p`` (int or one per axis of
+    ``x``, ``0 .. k-1``) defaults to ``k-1``; ``kernel_size`` ``k`` (int or one per axis of ``x``)
     defaults to ``(before + after) // dilation + 1``, the kernel this padding makes size-keeping.
     Axes padded ``(0, 0)`` are left alone; corners are the tensor product.
     """
@@ -233,4 +270,7 @@ def lagrange_pad(
             raise ValueError(f"pad_width {pairs[a]} on axis {a} needs kernel_size >= 2 to extrapolate, got 1")
         if x.shape[a] < 1:
             raise ValueError(f"axis {a} of x has length 0; there is no sample to extrapolate ghosts from")
-    return ghost_pad(x, axes, [ks[a] for a in axes], [dils[a] for a in axes], [pairs[a] for a in axes])
+    # Axes left alone take any order: only the padded axes' ranges are checked.
+    orders = parse_order(order, x.ndim, [ks[a] - 1 if a in axes else np.iinfo(np.int64).max for a in range(x.ndim)])
+    ops = [ghost_operator(x.shape[a], ks[a], dils[a], *pairs[a], order=orders[a], axis=a) for a in axes]
+    return ghost_pad(x, axes, ops)

@@ -12,7 +12,8 @@ from flax.linen import module as _module
 from flax.linen.dtypes import promote_dtype
 from flax.linen.linear import default_kernel_init
 
-from ._layer import apply_conv, apply_conv_transpose, check_input_rank, kernel_size_tuple, per_axis
+from .._checks import check_groups
+from ._layer import apply_conv, apply_conv_transpose, check_input_rank, freeze_spec, kernel_size_tuple, per_axis
 
 __all__ = ["DiffConv", "DiffConvTranspose", "padding_free"]
 
@@ -39,7 +40,10 @@ class DiffConv(nn.Module):
     ``(features,)``), so ``nn.Conv`` parameters load unchanged. ``edge_kernel=True`` adds
     ``edge_kernel``/``edge_bias`` parameters (initialised as copies of ``kernel``/``bias``) used by
     the outputs whose window reaches past the data; ``boundary_input_grad=False`` stops those
-    outputs' gradient to the input. Input ``(*batch, *L, C)``, output ``(*batch, *ceil(L/s), features)``.
+    outputs' gradient to the input. ``boundary`` (per spatial axis and side, e.g. ``("diff",
+    "circular")`` for ``(H, W)``) and ``order`` (ghost degree ``0 .. k-1``) as in
+    :func:`diffconv.jax.conv`; the parameter tree does not depend on them.
+    Input ``(*batch, *L, C)``, output ``(*batch, *ceil(L/s), features)``.
     """
 
     features: int
@@ -56,6 +60,8 @@ class DiffConv(nn.Module):
     promote_dtype: Any = promote_dtype
     edge_kernel: bool = False
     boundary_input_grad: bool = True
+    boundary: Any = "diff"
+    order: Any = None
 
     def __post_init__(self) -> None:
         _autoname_like(self, "Conv")
@@ -69,11 +75,7 @@ class DiffConv(nn.Module):
             raise TypeError(f"edge_kernel must be a bool, got {self.edge_kernel!r}")
         check_input_rank(inputs, ks)
         in_features = inputs.shape[-1]
-        groups = self.feature_group_count
-        if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or in_features % groups:
-            raise ValueError(
-                f"feature_group_count must be an int >= 1 dividing the {in_features} input features, got {groups!r}"
-            )
+        groups = check_groups("feature_group_count", self.feature_group_count, **{"input features": in_features})
         kernel = self.param("kernel", self.kernel_init, ks + (in_features // groups, self.features), self.param_dtype)
         bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
         edge_kernel = edge_bias = None
@@ -88,6 +90,7 @@ class DiffConv(nn.Module):
             strides=per_axis(self.strides, nd), dilation=per_axis(self.kernel_dilation, nd),
             feature_group_count=groups, edge_kernel=edge_kernel, edge_bias=edge_bias,
             boundary_input_grad=self.boundary_input_grad, precision=self.precision,
+            boundary=freeze_spec(self.boundary), order=freeze_spec(self.order),
         )
 
 
@@ -97,8 +100,9 @@ class DiffConvTranspose(nn.Module):
     The same attributes, defaults, parameters (``kernel`` ``(*kernel_size, in, features)``, or
     ``(*kernel_size, features, in)`` with ``transpose_kernel=True``; ``bias`` ``(features,)``) and
     output shapes for ``padding='SAME'``, ``'VALID'``, an int or ``(low, high)`` pairs (in
-    ``lax.conv_transpose``'s meaning); ``'CIRCULAR'`` is a boundary mode this layer replaces and is
-    rejected. Input ``(*batch, *L, in)``.
+    ``lax.conv_transpose``'s meaning); ``'CIRCULAR'`` padding is rejected: ``boundary`` chooses the
+    ghosts per spatial axis and side instead (``"circular"`` among its modes) and ``order`` their
+    degree (``0 .. m-1``), as in :func:`diffconv.jax.conv_transpose`. Input ``(*batch, *L, in)``.
     """
 
     features: int
@@ -116,6 +120,8 @@ class DiffConvTranspose(nn.Module):
     transpose_kernel: bool = False
     promote_dtype: Any = promote_dtype
     preferred_element_type: Any = None
+    boundary: Any = "diff"
+    order: Any = None
 
     def __post_init__(self) -> None:
         _autoname_like(self, "ConvTranspose")

@@ -15,7 +15,9 @@ from flax.nnx.nn.linear import canonicalize_padding, default_bias_init, default_
 
 from ._dropin import boundary_options, conv_layer_mode, flatten_batch, flax_grid_conv, flax_pads, restore_batch, \
     takes_boundary, transpose_layer_qualifies
-from ._layer import apply_conv, apply_conv_transpose, check_input_rank, kernel_size_tuple, per_axis
+from .._checks import check_groups
+from ..boundary import parse_boundary, parse_order
+from ._layer import apply_conv, apply_conv_transpose, check_input_rank, freeze_spec, kernel_size_tuple, per_axis
 from .conv_transpose import broadcast_per_axis, check_layer_padding
 
 __all__ = ["DiffConv", "DiffConvTranspose", "convert"]
@@ -27,8 +29,11 @@ class DiffConv(nnx.Conv):
     Same constructor as ``nnx.Conv`` minus ``padding``/``input_dilation``/``mask``, plus
     ``edge_kernel`` (adds ``edge_kernel``/``edge_bias`` params, copies of ``kernel``/``bias``,
     used by the outputs whose window reaches past the data) and ``boundary_input_grad`` (False:
-    those outputs pass no gradient to the input). Attributes ``kernel`` ``(*k, in/groups, out)``,
-    ``bias`` ``(out,)`` as in ``nnx.Conv``. Input ``(*batch, *L, in)``, output ``(*batch, *ceil(L/s), out)``.
+    those outputs pass no gradient to the input), ``boundary`` (per spatial axis and side, e.g.
+    ``("diff", "circular")`` for ``(H, W)``) and ``order`` (ghost degree ``0 .. k-1``) as in
+    :func:`diffconv.jax.conv`. Attributes ``kernel`` ``(*k, in/groups, out)``, ``bias`` ``(out,)``
+    as in ``nnx.Conv`` (no ``padding``: ``boundary`` says what the border sees). Input
+    ``(*batch, *L, in)``, output ``(*batch, *ceil(L/s), out)``; ``out_sharding`` reshards it.
     """
 
     def __init__(
@@ -49,25 +54,26 @@ class DiffConv(nnx.Conv):
         promote_dtype: Any = dtypes.promote_dtype,
         edge_kernel: bool = False,
         boundary_input_grad: bool = True,
+        boundary: Any = "diff",
+        order: Any = None,
         rngs: nnx.Rngs,
     ) -> None:
         ks = kernel_size_tuple(kernel_size)
         for name, flag in (("edge_kernel", edge_kernel), ("boundary_input_grad", boundary_input_grad)):
             if not isinstance(flag, bool):
                 raise TypeError(f"{name} must be a bool, got {flag!r}")
-        if isinstance(feature_group_count, bool) or not isinstance(feature_group_count, int) or feature_group_count < 1 \
-                or in_features % feature_group_count or out_features % feature_group_count:
-            raise ValueError(
-                f"feature_group_count must be an int >= 1 dividing in_features={in_features} and "
-                f"out_features={out_features}, got {feature_group_count!r}"
-            )
+        check_groups("feature_group_count", feature_group_count, in_features=in_features, out_features=out_features)
+        parse_boundary(boundary, len(ks))
+        parse_order(order, len(ks), [k - 1 for k in ks])
         super().__init__(
             in_features, out_features, ks, strides, padding="SAME", kernel_dilation=kernel_dilation,
             feature_group_count=feature_group_count, use_bias=use_bias, dtype=dtype, param_dtype=param_dtype,
             precision=precision, kernel_init=kernel_init, bias_init=bias_init, promote_dtype=promote_dtype, rngs=rngs,
         )
-        self.padding = "LAGRANGE"      # not a lax padding: the ghosts are computed in __call__
+        del self.padding               # nnx.Conv's zero padding is not what this layer does
         self.boundary_input_grad = boundary_input_grad
+        self.boundary = freeze_spec(boundary)
+        self.order = freeze_spec(order)
         if edge_kernel:
             self.edge_kernel = nnx.Param(jnp.array(self.kernel[...], copy=True))
             self.edge_bias = nnx.Param(jnp.array(self.bias[...], copy=True)) if use_bias else nnx.data(None)
@@ -80,12 +86,16 @@ class DiffConv(nnx.Conv):
         check_input_rank(inputs, tuple(self.kernel_size))
         values = [None if p is None else p[...] for p in (self.kernel, self.bias, self.edge_kernel, self.edge_bias)]
         inputs, kernel, bias, edge_kernel, edge_bias = self.promote_dtype((inputs, *values), dtype=self.dtype)
-        return apply_conv(
+        y = apply_conv(
             inputs, kernel, nd, bias=bias,
             strides=per_axis(self.strides, nd), dilation=per_axis(self.kernel_dilation, nd),
             feature_group_count=self.feature_group_count, edge_kernel=edge_kernel, edge_bias=edge_bias,
             boundary_input_grad=self.boundary_input_grad, precision=self.precision,
+            boundary=self.boundary, order=self.order,
         )
+        # nnx.Conv hands out_sharding to its convolution (explicit sharding mode); here the ghosts
+        # and border terms come after it, so the result is resharded instead.
+        return y if out_sharding is None else jax.sharding.reshard(y, out_sharding)
 
 
 class _FlaxGridDiffConv(DiffConv):
@@ -231,8 +241,9 @@ class DiffConvTranspose(nnx.ConvTranspose):
     The same constructor, attributes (``kernel`` ``(*kernel_size, in, out)``, or
     ``(*kernel_size, out, in)`` with ``transpose_kernel=True``; ``bias`` ``(out,)``) and output
     shapes for ``padding='SAME'``, ``'VALID'``, an int or ``(low, high)`` pairs (in
-    ``lax.conv_transpose``'s meaning); ``'CIRCULAR'`` is a boundary mode this layer replaces and
-    is rejected. Input ``(*batch, *L, in)``.
+    ``lax.conv_transpose``'s meaning); ``'CIRCULAR'`` padding is rejected: ``boundary`` chooses the
+    ghosts per spatial axis and side instead (``"circular"`` among its modes) and ``order`` their
+    degree (``0 .. m-1``), as in :func:`diffconv.jax.conv_transpose`. Input ``(*batch, *L, in)``.
     """
 
     def __init__(
@@ -257,9 +268,12 @@ class DiffConvTranspose(nnx.ConvTranspose):
         rngs: nnx.Rngs,
         kernel_metadata: Any = MappingProxyType({}),
         bias_metadata: Any = MappingProxyType({}),
+        boundary: Any = "diff",
+        order: Any = None,
     ) -> None:
         ks = kernel_size_tuple(kernel_size)
         check_layer_padding(canonicalize_padding(padding, len(ks)))
+        parse_boundary(boundary, len(ks))
         super().__init__(
             in_features, out_features, ks, strides, padding=padding, kernel_dilation=kernel_dilation,
             use_bias=use_bias, mask=mask, dtype=dtype, param_dtype=param_dtype, precision=precision,
@@ -267,6 +281,8 @@ class DiffConvTranspose(nnx.ConvTranspose):
             promote_dtype=promote_dtype, preferred_element_type=preferred_element_type, rngs=rngs,
             kernel_metadata=kernel_metadata, bias_metadata=bias_metadata,
         )
+        self.boundary = freeze_spec(boundary)
+        self.order = freeze_spec(order)
 
     def __call__(self, inputs: jax.Array) -> jax.Array:
         ks = tuple(self.kernel_size)
