@@ -80,12 +80,16 @@ class NnxNet(nnx.Module):
 
 
 def test_nnx_convert_swaps_only_size_keeping_convs():
+    """'VALID' stays; 'SAME', size-keeping explicit pads and 'CIRCULAR' (as boundary='circular',
+    which computes what Flax's circular padding computes) become DiffConv, the 'SAME' transposed
+    head DiffConvTranspose, each holding the original parameter objects."""
     model = NnxNet(nnx.Rngs(0))
-    stem_kernel, b1 = model.stem.kernel[...], model.blocks[1]
+    stem_kernel, b1, circular, head_kernel = model.stem.kernel[...], model.blocks[1], model.blocks[2], model.head.kernel
     model = dnnx.convert(model, edge_kernel=True)
     assert isinstance(model.stem, dnnx.DiffConv) and isinstance(model.blocks[1], dnnx.DiffConv)
-    assert type(model.blocks[0]) is nnx.Conv and type(model.blocks[2]) is nnx.Conv
-    assert type(model.head) is nnx.ConvTranspose
+    assert type(model.blocks[0]) is nnx.Conv
+    assert isinstance(model.blocks[2], dnnx.DiffConv) and model.blocks[2].boundary == "circular"
+    assert isinstance(model.head, dnnx.DiffConvTranspose) and model.head.kernel is head_kernel
     np.testing.assert_array_equal(model.stem.kernel[...], stem_kernel)
     np.testing.assert_array_equal(model.stem.edge_kernel[...], stem_kernel)
     np.testing.assert_array_equal(model.blocks[1].kernel[...], b1.kernel[...])
@@ -95,22 +99,11 @@ def test_nnx_convert_swaps_only_size_keeping_convs():
     def both(model, x):
         h = model.blocks[0](jax.nn.relu(conv(x, stem_kernel, model.stem.bias[...])))
         h = conv(h, model.blocks[1].kernel[...], model.blocks[1].bias[...], strides=2)
-        return model(x), model.head(model.blocks[2](h))
+        return model(x), model.head(circular(h))
 
     y, want = both(model, X)
     assert y.shape == want.shape
     assert rel_err(y, want) < 1e-5
-
-
-def test_nnx_convert_leaves_strided_same_alone():
-    """Strided 'SAME' aligns windows by the input length (Flax pads (0, 1) on even lengths at
-    stride 2), unlike DiffConv's stride-1 sampling; converting it would shift the output grid."""
-    strided = nnx.Conv(4, 6, (3, 3), strides=2, padding="SAME", rngs=nnx.Rngs(0))
-    assert dnnx.convert(strided) is strided
-    plain = nnx.Conv(4, 6, (3, 3), padding="SAME", rngs=nnx.Rngs(0))
-    twin = dnnx.convert(plain)
-    assert isinstance(twin, dnnx.DiffConv)
-    np.testing.assert_array_equal(twin.kernel[...], plain.kernel[...])
 
 
 def test_nnx_diffconv_attributes_and_grad():
