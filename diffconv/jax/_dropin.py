@@ -10,7 +10,6 @@ centres its windows, so that only the zeros Flax pads change, never which sample
 from __future__ import annotations
 
 import contextlib
-import inspect
 import numbers
 import threading
 from typing import Any, Iterator, NamedTuple, Sequence
@@ -23,6 +22,7 @@ from jax import lax
 
 from ..boundary import parse_boundary
 from . import functional as F
+from ._layer import freeze_spec
 from .conv_transpose import layer_transpose
 
 __all__ = ["boundary_options", "conv_layer_mode", "flatten_batch", "flax_grid_conv", "flax_pads", "padding_free",
@@ -77,13 +77,6 @@ def _swap_sides(boundary: Any, nd: int, flipped: Sequence[int]) -> Any:
     for a in flipped:
         pairs[a].reverse()
     return tuple(tuple(p) for p in pairs)
-
-
-def takes_boundary() -> bool:
-    """Whether :func:`diffconv.jax.conv` takes ``boundary``/``order``. Where it does not, a
-    ``'CIRCULAR'`` layer keeps Flax's own wrap padding, which computes the same numbers as
-    DiffConv's circular boundary (same windows, same wrapped samples)."""
-    return "boundary" in inspect.signature(F.conv).parameters
 
 
 def boundary_options(boundary: Any, order: Any) -> dict[str, Any]:
@@ -191,16 +184,10 @@ _ACTIVE = jax.make_user_context(None) if hasattr(jax, "make_user_context") else 
 JIT_AWARE = hasattr(jax, "make_user_context")
 
 
-def _freeze(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return tuple(_freeze(v) for v in value)
-    return value
-
-
 def _check_settings(boundary: Any, order: Any) -> _Settings:
     """The settings, hashable; what does not depend on a layer is checked here (each layer's
     number of axes and kernel size are checked when it is called)."""
-    boundary, order = _freeze(boundary), _freeze(order)
+    boundary, order = freeze_spec(boundary), freeze_spec(order)
     if boundary is not None:
         parse_boundary(boundary, 1 if isinstance(boundary, str) else len(boundary))
     entries = order if isinstance(order, tuple) else (order,)
@@ -301,8 +288,6 @@ def _intercept(next_fun: Any, args: tuple, kwargs: dict, context: Any) -> Any:
     if inputs is None:
         return next_fun(*args, **kwargs)
     mode = _conv_is_rerouted(m, inputs)
-    if mode == "circular" and settings.boundary is None and not takes_boundary():
-        mode = None
     if mode is not None:
         return _linen_conv(m, inputs, mode, settings)
     if type(m) is nn.ConvTranspose and transpose_layer_qualifies(m.padding, len(_kernel_tuple(m))):

@@ -14,7 +14,7 @@ from types import MappingProxyType
 from flax.nnx.nn.linear import canonicalize_padding, default_bias_init, default_kernel_init
 
 from ._dropin import boundary_options, conv_layer_mode, flatten_batch, flax_grid_conv, flax_pads, restore_batch, \
-    takes_boundary, transpose_layer_qualifies
+    transpose_layer_qualifies
 from .._checks import check_groups
 from ..boundary import parse_boundary, parse_order
 from ._layer import apply_conv, apply_conv_transpose, check_input_rank, freeze_spec, kernel_size_tuple, per_axis
@@ -116,7 +116,7 @@ class _FlaxGridDiffConv(DiffConv):
         y = flax_grid_conv(
             x, kernel, bias, pads=flax_pads("SAME", x.shape[1:-1], ks, strides, dils), strides=strides,
             dilation=dils, feature_group_count=self.feature_group_count, precision=self.precision,
-            boundary=getattr(self, "boundary", None), order=getattr(self, "order", None), edge_kernel=edge_kernel,
+            boundary=self.boundary, order=self.order, edge_kernel=edge_kernel,
             edge_bias=edge_bias, boundary_input_grad=self.boundary_input_grad,
         )
         y = restore_batch(y, batch_shape)
@@ -203,8 +203,6 @@ def convert(
 
     def twin_of(node: Any) -> nnx.Module | None:
         mode = _conv_mode(node)
-        if mode == "circular" and boundary is None and not takes_boundary():
-            mode = None
         if mode is not None:
             return _conv_twin(node, mode, {**options, "edge_kernel": edge_kernel,
                                            "boundary_input_grad": boundary_input_grad})

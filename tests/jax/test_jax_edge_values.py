@@ -4,7 +4,6 @@ padding matrices, tests/oracle.py); a NaN in a kernel or bias reaches exactly th
 use it. Eager and under ``jax.jit``; float64 and float32."""
 from __future__ import annotations
 
-import inspect
 
 import jax
 import jax.numpy as jnp
@@ -14,7 +13,6 @@ import pytest
 import oracle
 from diffconv.jax import conv
 
-HAS_BOUNDARY = "boundary" in inspect.signature(conv).parameters
 
 # lengths, kernel, dilation, stride, boundary, order
 CASES = [
@@ -28,7 +26,6 @@ CASES = [
     ((7, 8), (3, 4), (1, 1), (2, 1), ["reflect", ("diff", "diff")], (1, 3)),
     ((6, 5, 5), (3, 3, 2), (1, 1, 1), (1, 1, 1), ["diff", ("zeros", "diff"), "replicate"], None),
 ]
-CASES = [c for c in CASES if HAS_BOUNDARY or (c[4] == "diff" and c[5] is None)]
 
 LATTICE_LEAK = pytest.mark.xfail(strict=True, reason="non-finite samples leak through the zero weights "
                                  "of ghosts on other dilation lattices (dilation > 1)")
@@ -55,7 +52,7 @@ def _kernel(w):                 # (O, C/g, *k) -> (*k, C/g, O)
 
 
 def _conv_fn(ss, ds, groups, boundary, order, jit, **static):
-    extra = dict(boundary=boundary, order=order) if HAS_BOUNDARY else {}
+    extra = dict(boundary=boundary, order=order)
     f = lambda x, k, b, kw: conv(x, k, b, strides=ss, dilation=ds, feature_group_count=groups, **extra, **static, **kw)
     return jax.jit(f) if jit else f
 

@@ -8,7 +8,6 @@ Hypothesis profiles in tests/conftest.py.
 """
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 
 import jax
@@ -23,9 +22,7 @@ import oracle
 from diffconv.jax import conv, conv_transpose
 from tolerances import conv_tol, eps, scale_of
 
-HAS_BOUNDARY = "boundary" in inspect.signature(conv).parameters
-HAS_BOUNDARY_T = "boundary" in inspect.signature(conv_transpose).parameters
-MODES = oracle.MODES if HAS_BOUNDARY else ("diff",)
+MODES = oracle.MODES
 DN = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC"), 3: ("NDHWC", "DHWIO", "NDHWC")}
 
 
@@ -69,8 +66,6 @@ class Problem:
         return len(self.lengths)
 
     def kwargs(self, boundary=None) -> dict:
-        if not HAS_BOUNDARY:
-            return {}
         return dict(boundary=self.boundary if boundary is None else boundary, order=self.order)
 
     def arrays(self):
@@ -109,9 +104,9 @@ def problems(draw, max_nd=2, max_len=9, max_k=5, odd_extent=False, min_len=1, gr
         ks = tuple(k if (k - 1) * d % 2 == 0 else k + 1 for k, d in zip(ks, ds))
     groups = draw(st.sampled_from(group_choices))
     cin, cout = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 2))
-    boundary = _boundary(draw, nd) if HAS_BOUNDARY else "diff"
+    boundary = _boundary(draw, nd)
     order = None
-    if HAS_BOUNDARY and draw(st.booleans()):
+    if draw(st.booleans()):
         order = tuple(draw(st.integers(0, k - 1)) for k in ks)
     return Problem(lengths, ks, ds, ss, groups, cin, cout, boundary, order, draw(st.integers(0, 2 ** 32 - 1)))
 
@@ -215,11 +210,9 @@ def test_flip_input_and_kernel(p, data):
     _, x, w, b = p.arrays()
     y = run(p, x, w, b)
     xf, wf = np.flip(x, 2 + axis).copy(), np.flip(w, 2 + axis).copy()
-    kw = {}
-    if HAS_BOUNDARY:
-        pairs = [list(pr) for pr in oracle.parse_boundary(p.boundary, p.nd)]
-        pairs[axis] = pairs[axis][::-1]
-        kw = dict(boundary=[tuple(pr) for pr in pairs])
+    pairs = [list(pr) for pr in oracle.parse_boundary(p.boundary, p.nd)]
+    pairs[axis] = pairs[axis][::-1]
+    kw = dict(boundary=[tuple(pr) for pr in pairs])
     yf = run(p, xf, wf, b, **kw)
     np.testing.assert_allclose(np.flip(yf, 2 + axis), y, rtol=0, atol=2 * p.tol(x, w))
 
@@ -290,9 +283,9 @@ def transposed(draw, max_nd=2):
     ops = tuple(draw(st.integers(0, max(s, d) - 1)) for s, d in zip(ss, ds))
     outl = [(L - 1) * s - 2 * pp + d * (k - 1) + o + 1 for L, s, pp, d, k, o in zip(lengths, ss, pads, ds, ks, ops)]
     assume(all(n >= 1 for n in outl))
-    boundary = _boundary(draw, nd) if HAS_BOUNDARY_T else "diff"
+    boundary = _boundary(draw, nd)
     order = None
-    if HAS_BOUNDARY_T and draw(st.booleans()):
+    if draw(st.booleans()):
         order = tuple(draw(st.integers(0, oracle.transpose_lattice(k, s, d)[0] - 1)) for k, s, d in zip(ks, ss, ds))
     return dict(nd=nd, ks=ks, ss=ss, ds=ds, lengths=lengths, pads=pads, ops=ops,
                 groups=draw(st.sampled_from([1, 2])), boundary=boundary, order=order,
@@ -307,7 +300,7 @@ def _t_arrays(q):
 
 
 def _t_fn(q):
-    extra = dict(boundary=q["boundary"], order=q["order"]) if HAS_BOUNDARY_T else {}
+    extra = dict(boundary=q["boundary"], order=q["order"])
     return jax.jit(lambda xx, kk: conv_transpose(xx, kk, strides=q["ss"], padding=q["pads"],
                                                  output_padding=q["ops"], dilation=q["ds"],
                                                  feature_group_count=q["groups"], **extra))
