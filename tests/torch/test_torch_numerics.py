@@ -161,6 +161,7 @@ def test_autocast_accepts_mixed_input_and_weight_dtypes():
         y = DF.conv2d(x.bfloat16(), w, b)
         z = F.conv2d(x.bfloat16(), w, b)
     assert y.dtype == z.dtype == torch.bfloat16
+    torch.testing.assert_close(y, DF.conv2d(x.bfloat16(), w.bfloat16(), b.bfloat16()), rtol=0, atol=0)
 
 
 def test_autocast_runs_as_on_inputs_cast_to_bfloat16():

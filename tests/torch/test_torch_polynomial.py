@@ -84,6 +84,7 @@ def test_output_shape_is_ceil(length, stride):
     w = torch.randn(4, 3, 3, 2)
     y = DF.conv2d(x, w, stride=stride)
     assert tuple(y.shape) == (2, 4, math.ceil(length / stride), math.ceil((length + 1) / stride))
+    torch.testing.assert_close(y, DF.conv2d(x, w)[..., ::stride, ::stride], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("nd", [1, 2, 3])

@@ -6,6 +6,7 @@ import re
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from diffconv.torch import DiffConv2d
 from diffconv.torch import functional as DF
@@ -125,8 +126,11 @@ def test_zero_length_axis_is_an_error(lengths):
 
 
 def test_kernel_size_one_needs_one_sample():
-    y = DF.conv2d(torch.randn(1, 2, 1, 1), torch.randn(3, 2, 1, 1))
-    assert y.shape == (1, 3, 1, 1)
+    """A 1x1 kernel reaches no ghost: exactly ``F.conv2d``, at any stride, even on a 1x1 map."""
+    w = torch.randn(3, 2, 1, 1)
+    for shape, stride in (((1, 2, 1, 1), 1), ((2, 2, 7, 6), 2)):
+        x = torch.randn(*shape)
+        torch.testing.assert_close(DF.conv2d(x, w, stride=stride), F.conv2d(x, w, stride=stride), rtol=0, atol=0)
 
 
 def test_bad_boundary_input_grad():
