@@ -14,7 +14,7 @@ FUNCS = {1: DF.conv1d, 2: DF.conv2d, 3: DF.conv3d}
 # (nd, lengths, kernel, stride, dilation, groups, edge, boundary_input_grad)
 GRAD_CASES = {
     "plain-2d": (2, (4, 3), (3, 2), 1, 1, 1, False, True),
-    "plain-2d-square-kernel": (2, (5, 4), (3, 3), 1, 1, 1, False, True),     # the banded form's cases
+    "plain-2d-square-kernel": (2, (5, 4), (3, 3), 1, 1, 1, False, True),
     "plain-2d-k5-grouped": (2, (5, 6), (5, 5), 1, 1, 2, False, True),
     "plain-1d-even": (1, (6,), (4,), 1, 1, 1, False, True),
     "plain-3d": (3, (3, 2, 2), (3, 1, 2), 1, 1, 1, False, True),
