@@ -1,10 +1,10 @@
 """Ghost padding for JAX arrays, axis after axis (corners are the tensor product).
 
 What each ghost is comes from :class:`diffconv.boundary.GhostOperator` (any boundary mode and
-order); here the operators are applied. Per axis: one gather of the samples that the ghosts
-read, the ghosts made from them (a small matrix product, or the gathered samples themselves
-where a side only copies samples: reflect, replicate, circular, order 0), then one
-concatenation ``[low ghosts, x, high ghosts]``.
+order); here the operators are applied. Per axis: a gather of the samples that the ghosts read,
+the ghosts made from them (a small matrix product, or the gathered samples themselves where a
+side only copies samples: reflect, replicate, circular, order 0), then one concatenation
+``[low ghosts, x, high ghosts]``.
 
 Why this shape (measured on XLA:CPU, docs/jax.md): the gather's transpose is one scatter-add
 into the input gradient, where slices of the edges would leave XLA a full-size padded cotangent
@@ -12,10 +12,12 @@ per side to hold (1.5x the memory of a zero-padded layer whose input is a concat
 matrix product is a library call, where per-term weighted slices make large fused kernels that
 XLA compiles slowly.
 
-Where both sides are products over different samples, both sides' rows stay one matrix over the
-samples of both (the products' shapes, and so their rounding, are those of the default since the
-first release), but each side's product sees the other side's samples as zeros: a NaN or inf
-near one edge never reaches the other edge's ghosts through a zero weight.
+Where both sides are products over different samples, each side has its own gather and product,
+but both keep the shape of one product over both sides' samples: the matrix holds both sides'
+rows and each side's gather leaves the other side's samples out (zeros). A NaN or inf near one
+edge so never reaches the other edge's ghosts through a zero weight, and the default's ghosts
+are bit for bit those of the single product it used before boundaries per side existed (XLA's
+product kernels round differently for other shapes).
 """
 
 from __future__ import annotations
@@ -43,21 +45,19 @@ def work_dtype(dtype: jnp.dtype) -> np.dtype:
 
 
 class _Side(NamedTuple):
-    """Where one side's ``width`` ghosts come from: ``"zeros"``; ``"copy"``: the gathered samples
-    ``src[start : start + width]``; ``"product"``: rows ``start : start + width`` of product
-    ``product`` of the recipe."""
+    """Where one side's ``width`` ghosts come from: ``"zeros"``; ``"copy"``: the samples
+    ``[start, start + width)`` of gather 0; ``"product"``: rows ``[start, start + width)`` of the
+    product over gather ``gather``."""
 
     width: int
     source: str
     start: int = 0
-    product: int = 0
+    gather: int = 0
 
 
 class _Recipe(NamedTuple):
-    index: np.ndarray | None        # the gather (None: the whole axis as it is)
-    sorted_unique: bool
-    matrix: np.ndarray | None       # (rows, n) over the gathered src[:n]
-    masks: tuple                    # one per product: None, or the (n,) columns it reads (others: zeros)
+    gathers: tuple              # per gather: an int32 index (length ``op.length`` or more: zeros), or None: all of x
+    matrix: np.ndarray | None   # (rows, n): the product over the first n gathered samples
     low: _Side
     high: _Side
 
@@ -69,18 +69,13 @@ def _copies(start: int, m: np.ndarray) -> np.ndarray | None:
     return start + np.argmax(m, axis=1)
 
 
-def _products(op: GhostOperator, low: bool, high: bool) -> tuple[np.ndarray, np.ndarray, tuple, list[_Side]]:
-    """``(columns, matrix, masks, sides)`` of the product sides ``low``/``high`` of ``op``: the
-    sample indices the matrix reads, the matrix, one mask per product and the sides' rows."""
+def _both_products(op: GhostOperator) -> tuple[tuple, np.ndarray]:
+    """The two gathers and the one matrix of two product sides (see the module docstring)."""
     lo_run = np.arange(op.low_start, op.low_start + op.low.shape[1])
     hi_run = np.arange(op.high_start, op.high_start + op.high.shape[1])
-    if not (low and high):
-        cols, m = (lo_run, op.low) if low else (hi_run, op.high)
-        return cols, m, (None,), [_Side(m.shape[0], "product")]
-    if np.array_equal(lo_run, hi_run):
-        return lo_run, np.vstack([op.low, op.high]), (None,), \
-            [_Side(op.before, "product"), _Side(op.after, "product", op.before)]
-    if lo_run[-1] < hi_run[0] or hi_run[-1] < lo_run[0]:          # the two runs apart: both, in turn
+    if np.array_equal(lo_run, hi_run):                              # the same samples: one product
+        return (lo_run,), np.vstack([op.low, op.high])
+    if lo_run[-1] < hi_run[0] or hi_run[-1] < lo_run[0]:            # apart: both runs, in turn
         cols = np.concatenate([lo_run, hi_run])
         lo_cols, hi_cols = np.arange(len(lo_run)), len(lo_run) + np.arange(len(hi_run))
     else:                                                           # overlapping: the samples they span
@@ -90,63 +85,61 @@ def _products(op: GhostOperator, low: bool, high: bool) -> tuple[np.ndarray, np.
     m = np.zeros((op.before + op.after, len(cols)))
     m[:op.before, lo_cols] = op.low
     m[op.before:, hi_cols] = op.high
-    masks = tuple(None if mask.all() else mask for mask in (np.isin(np.arange(len(cols)), lo_cols),
-                                                             np.isin(np.arange(len(cols)), hi_cols)))
-    return cols, m, masks, [_Side(op.before, "product", 0, 0), _Side(op.after, "product", op.before, 1)]
+    own = np.zeros((2, len(cols)), bool)
+    own[0, lo_cols] = own[1, hi_cols] = True
+    return tuple(np.where(mine, cols, op.length) for mine in own), m      # index length: out of bounds, a zero
 
 
 @functools.lru_cache(maxsize=1024)
 def _recipe(op: GhostOperator) -> _Recipe:
-    """The gather and products that apply ``op`` (cached per operator object)."""
+    """The gathers and products that apply ``op`` (cached per operator object)."""
     parts = ((op.before, op.low_start, op.low), (op.after, op.high_start, op.high))
     copies = [_copies(start, m) if width else None for width, start, m in parts]
-    is_product = [bool(width and m.shape[1]) and c is None for (width, _, m), c in zip(parts, copies)]
+    products = [bool(width and m.shape[1]) and c is None for (width, _, m), c in zip(parts, copies)]
     sides = [_Side(width, "zeros") for width, _, _ in parts]
-    runs, matrix, masks = [], None, ()
-    if any(is_product):
-        cols, matrix, masks, made = _products(op, *is_product)
-        runs.append(cols)
-        for i in (0, 1):
-            if is_product[i]:
-                sides[i] = made.pop(0)
-    offset = sum(len(r) for r in runs)
-    for i, c in enumerate(copies):
-        if c is not None:
-            sides[i] = _Side(len(c), "copy", offset)
-            runs.append(c)
-            offset += len(c)
-    index = np.concatenate(runs).astype(np.int32) if runs else None     # int32 also under enable_x64
-    if index is not None and np.array_equal(index, np.arange(op.length)):
-        index = None                                                    # the whole axis, as it is
-    sorted_unique = index is not None and bool((np.diff(index) > 0).all())
+    matrix = None
+    if all(products):
+        gathers, matrix = _both_products(op)
+        sides = [_Side(op.before, "product", 0, 0), _Side(op.after, "product", op.before, len(gathers) - 1)]
+    else:
+        runs = []
+        for i, (width, start, m) in enumerate(parts):
+            if products[i]:
+                matrix, sides[i] = m, _Side(width, "product")
+                runs.append(np.arange(start, start + m.shape[1]))
+        offset = sum(len(r) for r in runs)
+        for i, c in enumerate(copies):
+            if c is not None:
+                sides[i] = _Side(len(c), "copy", offset)
+                runs.append(c)
+                offset += len(c)
+        gathers = (np.concatenate(runs),) if runs else ()
+    gathers = tuple(None if np.array_equal(g, np.arange(op.length)) else g.astype(np.int32) for g in gathers)
     if matrix is not None:
+        matrix = np.array(matrix)
         matrix.setflags(write=False)
-    return _Recipe(index, sorted_unique, matrix, masks, sides[0], sides[1])
+    return _Recipe(gathers, matrix, sides[0], sides[1])
 
 
-def _product(src: jax.Array, axis: int, matrix: np.ndarray, mask: np.ndarray | None) -> jax.Array:
-    """``matrix`` applied along ``axis`` to ``src[:n]`` (the columns outside ``mask`` as zeros)."""
+def _gather(x: jax.Array, axis: int, index: np.ndarray | None) -> jax.Array:
+    """``x[index]`` along ``axis`` (``None``: ``x``; indices past the end: zeros)."""
+    if index is None:
+        return x
+    if (index < x.shape[axis]).all():
+        sorted_unique = bool((np.diff(index) > 0).all())
+        return jnp.take(x, index, axis=axis, mode="clip", unique_indices=sorted_unique,
+                        indices_are_sorted=sorted_unique)
+    return jnp.take(x, index, axis=axis, mode="fill", fill_value=0)
+
+
+def _product(src: jax.Array, axis: int, matrix: np.ndarray) -> jax.Array:
+    """``matrix`` applied along ``axis`` to ``src[:n]``."""
     n = matrix.shape[1]
     part = src if n == src.shape[axis] else lax.slice_in_dim(src, 0, n, axis=axis)
-    if mask is not None:
-        shape = [1] * src.ndim
-        shape[axis] = n
-        part = jnp.where(jnp.asarray(mask.reshape(shape)), part, jnp.zeros((), part.dtype))
     letters = string.ascii_letters[: src.ndim]
     out = letters[:axis] + "Z" + letters[axis + 1:]
     return jnp.einsum(f"{letters},Z{letters[axis]}->{out}", part, jnp.asarray(matrix, src.dtype),
                       precision=lax.Precision.HIGHEST)
-
-
-def _ghosts(x: jax.Array, src: jax.Array, products: list[jax.Array], axis: int, side: _Side) -> jax.Array | None:
-    if not side.width:
-        return None
-    if side.source == "zeros":
-        shape = list(x.shape)
-        shape[axis] = side.width
-        return jnp.zeros(shape, x.dtype)
-    base = src if side.source == "copy" else products[side.product]
-    return lax.slice_in_dim(base, side.start, side.start + side.width, axis=axis)
 
 
 def pad_axis(x: jax.Array, axis: int, op: GhostOperator) -> jax.Array:
@@ -157,10 +150,19 @@ def pad_axis(x: jax.Array, axis: int, op: GhostOperator) -> jax.Array:
     if x.shape[axis] != op.length:
         raise ValueError(f"axis {axis} of x has length {x.shape[axis]}, the ghost operator was built for {op.length}")
     r = _recipe(op)
-    src = x if r.index is None else jnp.take(x, r.index, axis=axis, mode="clip", unique_indices=r.sorted_unique,
-                                             indices_are_sorted=r.sorted_unique)
-    products = [] if r.matrix is None else [_product(src, axis, r.matrix, mask) for mask in r.masks]
-    parts = [_ghosts(x, src, products, axis, r.low), x, _ghosts(x, src, products, axis, r.high)]
+    srcs = [_gather(x, axis, index) for index in r.gathers]
+    products = {g: _product(srcs[g], axis, r.matrix) for g in {s.gather for s in (r.low, r.high)
+                                                               if s.width and s.source == "product"}}
+
+    def ghosts(side: _Side) -> jax.Array | None:
+        if not side.width:
+            return None
+        if side.source == "zeros":
+            return jnp.zeros(x.shape[:axis] + (side.width,) + x.shape[axis + 1:], x.dtype)
+        base = srcs[0] if side.source == "copy" else products[side.gather]
+        return lax.slice_in_dim(base, side.start, side.start + side.width, axis=axis)
+
+    parts = [ghosts(r.low), x, ghosts(r.high)]
     return jnp.concatenate([p for p in parts if p is not None], axis=axis)
 
 
@@ -177,11 +179,15 @@ def ghost_pad(x: jax.Array, axes: Sequence[int], ops: Sequence[GhostOperator]) -
 @functools.lru_cache(maxsize=256)
 def with_crop_row(op: GhostOperator) -> GhostOperator:
     """``op`` with one more ghost after the high ones, for a convolution that crops it again
-    (:func:`diffconv.jax.functional.uses_extra_row`): a copy of the last high ghost, or a zero."""
-    high = op.high
+    (:func:`diffconv.jax.functional.uses_extra_row`): a copy of the last high ghost, a zero after
+    zero ghosts, or the edge sample where there are no high ghosts (a zero row alone would be
+    folded into the convolution's padding by XLA, leaving it unpadded)."""
+    high, start = op.high, op.high_start
     if op.after and high.shape[1]:
         high = np.concatenate([high, high[-1:]])
-    else:
+    elif op.after:
         high = np.zeros((op.after + 1, 0))
+    else:
+        high, start = np.ones((1, 1)), op.length - 1
     high.setflags(write=False)
-    return dataclasses.replace(op, after=op.after + 1, high=high)
+    return dataclasses.replace(op, after=op.after + 1, high=high, high_start=start)
