@@ -12,6 +12,7 @@ and vmap safe.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 import jax
@@ -73,14 +74,49 @@ def transpose_conv_general(
         lo = extent - p.crop - p.before * p.stride
         hi = p.out_len - 1 - (n_ext - 1) * p.stride - lo + extent
         pads.append((lo, hi))
+    strides, dilations = tuple(p.stride for p in plans), tuple(p.dilation for p in plans)
+    rhs, pads, extra = _shun_operand_swap(xe.shape[1:-1], rhs, pads, strides, dilations, feature_group_count)
     spatial = "DHW"[3 - nd:]
-    return lax.conv_general_dilated(
+    y = lax.conv_general_dilated(
         xe, rhs, window_strides=(1,) * nd, padding=pads,
-        lhs_dilation=tuple(p.stride for p in plans), rhs_dilation=tuple(p.dilation for p in plans),
+        lhs_dilation=strides, rhs_dilation=dilations,
         dimension_numbers=(f"N{spatial}C", f"{spatial}IO", f"N{spatial}C"),
         feature_group_count=feature_group_count, precision=precision,
         preferred_element_type=preferred_element_type,
     )
+    if any(extra):
+        y = y[(slice(None),) + tuple(slice(0, n - e) for n, e in zip(y.shape[1:-1], extra))]
+    return y
+
+
+def _shun_operand_swap(
+    lengths: Sequence[int], rhs: jax.Array, pads: list[tuple[int, int]], strides: Sequence[int],
+    dilations: Sequence[int], groups: int,
+) -> tuple[jax.Array, list[tuple[int, int]], list[int]]:
+    """The same convolution written so that XLA's CPU compiler does not abort on it or on its
+    kernel gradient; returns the kernel, the padding and the outputs to drop at the end of each axis.
+
+    XLA's operand swap (for ungrouped convolutions whose kernel has more taps than the input has
+    samples) keeps an axis with window size 2, input dilation 2, window stride 1, no padding and
+    no kernel dilation as it is, then fails a shape check and aborts the process (plain
+    ``lax.conv_transpose`` does too). Such an axis in this convolution gets a leading zero tap and
+    one more padding sample in front; one in its kernel gradient (whose window is the output)
+    comes from an output of length 2, which gets one more output, dropped afterwards.
+    """
+    extra = [0] * len(pads)
+    if groups != 1:
+        return rhs, pads, extra
+    kept = [k == 2 and s == 2 and d == 1 and pad == (0, 0)
+            for k, s, d, pad in zip(rhs.shape, strides, dilations, pads)]
+    taps = math.prod(k for k, keep in zip(rhs.shape, kept) if not keep)
+    samples = math.prod(n for n, keep in zip(lengths, kept) if not keep)
+    if any(kept) and taps > samples:
+        rhs = jnp.pad(rhs, [(1, 0) if keep else (0, 0) for keep in kept] + [(0, 0), (0, 0)])
+        pads = [(lo + 1, hi) if keep else (lo, hi) for (lo, hi), keep in zip(pads, kept)]
+    for a, (n, k, s, d, (lo, hi)) in enumerate(zip(lengths, rhs.shape, strides, dilations, pads)):
+        if s == 2 and d == 1 and (n - 1) * s + 1 + lo + hi - (k - 1) == 2:
+            pads[a], extra[a] = (lo, hi + 1), 1
+    return rhs, pads, extra
 
 
 def _torch_form_to_rhs(kernel: jax.Array, groups: int) -> jax.Array:

@@ -173,13 +173,25 @@ def ghost_sides(t: torch.Tensor, g: AxisGhosts) -> tuple[torch.Tensor, torch.Ten
     return _side(t, g, g.low_start, low, work), _side(t, g, g.high_start, high, work)
 
 
-def pad(t: torch.Tensor, axes: Sequence[AxisGhosts]) -> torch.Tensor:
+def pad(t: torch.Tensor, axes: Sequence[AxisGhosts], sides: list | None = None) -> torch.Tensor:
     """``t`` with its ghosts along every axis, last axis first (so each axis's ghosts cover the
-    ghosts already added along the later ones: corners are the tensor product)."""
+    ghosts already added along the later ones: corners are the tensor product). ``sides``, when
+    given, receives each padded axis's ``(low, high)`` ghosts, for :func:`repad`."""
     for g in reversed(axes):
         if not g.is_identity:
             low, high = ghost_sides(t, g)
+            if sides is not None:
+                sides.append((low, high))
             t = torch.cat([low, t, high], g.dim)
+    return t
+
+
+def repad(t: torch.Tensor, axes: Sequence[AxisGhosts], sides: Sequence[torch.Tensor]) -> torch.Tensor:
+    """:func:`pad` again from the ghosts it gave to ``sides`` (flattened): one ``cat`` per axis."""
+    it = iter(sides)
+    for g in reversed(axes):
+        if not g.is_identity:
+            t = torch.cat([next(it), t, next(it)], g.dim)
     return t
 
 

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from ._ghosts import AxisGhosts, fold, pad
+from ._ghosts import AxisGhosts, fold, pad, repad
 
 CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 CONV_TRANSPOSE = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
@@ -68,7 +68,11 @@ def layer(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, we: torch.Te
           *, lay: Layout, groups: int, boundary_input_grad: bool) -> torch.Tensor:
     """The layer from plain differentiable operations (the composite form, and what a second
     derivative differentiates): ghost padding, the convolution, and the edge boxes written over."""
-    buf = pad(x, lay.axes)
+    return _on_padded(pad(x, lay.axes), w, b, we, be, lay, groups, boundary_input_grad)
+
+
+def _on_padded(buf: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, we: torch.Tensor | None,
+               be: torch.Tensor | None, lay: Layout, groups: int, boundary_input_grad: bool) -> torch.Tensor:
     y = convolve(buf, w, b, lay, groups)
     if lay.special:
         src = buf if boundary_input_grad else buf.detach()
@@ -85,18 +89,29 @@ class GhostConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w, b, we, be, lay, groups, boundary_input_grad):
         ctx.lay, ctx.groups, ctx.bgrad = lay, groups, boundary_input_grad
-        ctx.save_for_backward(x, w, b, we, be)
-        return layer(x, w, b, we, be, lay=lay, groups=groups, boundary_input_grad=boundary_input_grad)
+        sides: list = []
+        buf = pad(x, lay.axes, sides)
+        # The ghosts are thin (the border's width): keeping them makes the padded input one
+        # ``cat`` per axis away in backward, for a few per cent of the input's memory.
+        ctx.save_for_backward(x, w, b, we, be, *(t for side in sides for t in side))
+        return _on_padded(buf, w, b, we, be, lay, groups, boundary_input_grad)
 
     @staticmethod
     def backward(ctx, g):
-        tensors = ctx.saved_tensors
+        saved = ctx.saved_tensors
+        tensors, sides = saved[:5], saved[5:]
         needs = ctx.needs_input_grad[:5]
         if torch.is_grad_enabled():          # a second derivative: differentiate the composite form
             grads = _composite_grads(ctx, tensors, needs, g)
         else:
-            grads = _grads(ctx.lay, ctx.groups, ctx.bgrad, g, *tensors, needs)
+            grads = _grads(ctx.lay, ctx.groups, ctx.bgrad, g, *tensors, sides, needs)
         return (*grads, None, None, None)
+
+
+#: Largest padded map (positions per sample and channel) whose gradients come from one
+#: ``convolution_backward``; on larger ones the padded input is freed before its gradient comes,
+#: so that backward holds no more than zero padding's.
+JOINT_BACKWARD_MAX = 1024
 
 
 def _conv_backward(g, inp, w, bias: bool, lay: Layout, groups: int, mask):
@@ -108,9 +123,12 @@ def _conv_backward(g, inp, w, bias: bool, lay: Layout, groups: int, mask):
     )
 
 
-def _grads(lay: Layout, groups: int, bgrad: bool, g, x, w, b, we, be, needs):
+def _grads(lay: Layout, groups: int, bgrad: bool, g, x, w, b, we, be, sides, needs):
     need_x, need_w, need_b, need_we, need_be = needs
-    buf = pad(x, lay.axes)
+    buf = repad(x, lay.axes, sides)
+    if not lay.special and buf[0, 0].numel() <= JOINT_BACKWARD_MAX:
+        d_buf, dw, db = _conv_backward(g, buf, w, b is not None, lay, groups, [need_x, need_w, need_b])
+        return (fold(d_buf, lay.axes) if need_x else None), dw, db, None, None
     if not lay.special:
         # The parameters' gradients first, then the padded input goes before its gradient comes:
         # the two are never alive together, so backward holds what zero padding's holds.

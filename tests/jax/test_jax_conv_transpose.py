@@ -133,6 +133,21 @@ def test_nd_matches_truth(case, x64):
     _check(*case, seed=len(case[0]))
 
 
+@pytest.mark.parametrize("L, k, s, p, d", [
+    ((5, 3), (2, 5), (2, 3), (1, 6), (1, 2)),   # a 2-tap axis at stride 2 in the convolution
+    ((4, 3), (3, 4), (2, 2), (1, 3), (2, 1)),   # a 2-long output at stride 2 in the kernel gradient
+])
+def test_shapes_xla_would_abort_on(L, k, s, p, d, x64):
+    """Convolutions that XLA's CPU operand swap aborts the process on (plain
+    ``lax.conv_transpose`` does): values against the truth, gradients under jit."""
+    _check(L, k, s, p, (0, 0), d, 1, seed=5)
+    rng = np.random.default_rng(6)
+    x = jnp.asarray(rng.standard_normal((1,) + L + (2,)))
+    kernel = jnp.asarray(rng.standard_normal(k + (2, 2)))
+    fn = jax.jit(lambda x, kernel: conv_transpose(x, kernel, strides=s, padding=p, dilation=d))
+    check_grads(fn, (x, kernel), order=1, modes=("rev",))
+
+
 def test_check_grads_float64(x64):
     rng = np.random.default_rng(1)
     x = jnp.asarray(rng.standard_normal((1, 4, 3, 2)))

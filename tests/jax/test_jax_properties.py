@@ -8,8 +8,6 @@ Hypothesis profiles in tests/conftest.py.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,14 +18,10 @@ from jax import lax
 
 import oracle
 from diffconv.jax import conv, conv_transpose
+from property_cases import Problem, examples, feasible, problems, t_arrays, t_tol, transposed
 from tolerances import conv_tol, eps, scale_of
 
-MODES = oracle.MODES
 DN = {1: ("NWC", "WIO", "NWC"), 2: ("NHWC", "HWIO", "NHWC"), 3: ("NDHWC", "DHWIO", "NDHWC")}
-
-
-def examples(n: int) -> int:
-    return max(1, n * settings.default.max_examples // 100)
 
 
 def cl(x):                     # (N, C, *L) -> (N, *L, C)
@@ -46,79 +40,7 @@ def kernel_t(w):               # torch transposed (C, O/g, *k) -> (*k, C, O/g)
     return np.moveaxis(np.asarray(w), (0, 1), (-2, -1))
 
 
-# ----------------------------------------------------------------------------- problems
-
-@dataclass
-class Problem:
-    lengths: tuple
-    ks: tuple
-    ds: tuple
-    ss: tuple
-    groups: int
-    cin: int
-    cout: int
-    boundary: object
-    order: object
-    seed: int
-
-    @property
-    def nd(self):
-        return len(self.lengths)
-
-    def kwargs(self, boundary=None) -> dict:
-        return dict(boundary=self.boundary if boundary is None else boundary, order=self.order)
-
-    def arrays(self):
-        rng = np.random.default_rng(self.seed)
-        x = rng.standard_normal((2, self.cin, *self.lengths))
-        w = rng.standard_normal((self.cout, self.cin // self.groups, *self.ks))
-        b = rng.standard_normal(self.cout)
-        return rng, x, w, b
-
-    def tol(self, *arrays) -> float:
-        return 8 * conv_tol("float64", self.ks, self.cin // self.groups, order=self.order, dilation=self.ds,
-                            scale=scale_of(*arrays))
-
-
-def _boundary(draw, nd, modes=MODES):
-    pairs = []
-    for _ in range(nd):
-        low = draw(st.sampled_from(modes))
-        if low == "circular":
-            pairs.append(("circular", "circular"))
-        elif draw(st.booleans()):
-            pairs.append((low, low))
-        else:
-            pairs.append((low, draw(st.sampled_from([m for m in modes if m != "circular"]))))
-    if len(set(pairs)) == 1 and pairs[0][0] == pairs[0][1]:
-        return pairs[0][0]
-    return [p[0] if p[0] == p[1] else p for p in pairs]
-
-
-@st.composite
-def problems(draw, max_nd=2, max_len=9, max_k=5, odd_extent=False, min_len=1, group_choices=(1, 2)):
-    nd = draw(st.integers(1, max_nd))
-    ints = lambda lo, hi: tuple(draw(st.integers(lo, hi)) for _ in range(nd))
-    ks, ds, ss, lengths = ints(1, max_k), ints(1, 3), ints(1, 3), ints(min_len, max_len)
-    if odd_extent:
-        ks = tuple(k if (k - 1) * d % 2 == 0 else k + 1 for k, d in zip(ks, ds))
-    groups = draw(st.sampled_from(group_choices))
-    cin, cout = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 2))
-    boundary = _boundary(draw, nd)
-    order = None
-    if draw(st.booleans()):
-        order = tuple(draw(st.integers(0, k - 1)) for k in ks)
-    return Problem(lengths, ks, ds, ss, groups, cin, cout, boundary, order, draw(st.integers(0, 2 ** 32 - 1)))
-
-
-def _feasible(p: Problem) -> bool:
-    try:
-        oracle.pad(np.zeros((1, 1, *p.lengths)), [oracle.same_widths(k, d) for k, d in zip(p.ks, p.ds)],
-                   p.boundary, p.ks, p.ds, p.order)
-        return True
-    except ValueError:
-        return False
-
+# ----------------------------------------------------------------------------- the layer on a problem
 
 def run(p: Problem, x, w, b=None, **kw):
     """diffconv.jax.conv on channels-first numpy arrays; returns channels-first numpy."""
@@ -150,7 +72,7 @@ def test_matches_oracle(p, edge):
     kw = {}
     if edge:
         kw = dict(edge_weight=rng.standard_normal(w.shape), edge_bias=rng.standard_normal(b.shape))
-    if not _feasible(p):
+    if not feasible(p):
         with pytest.raises(ValueError):
             run(p, x, w, b, **kw)
         return
@@ -165,7 +87,7 @@ def test_matches_oracle(p, edge):
 @settings(max_examples=examples(8))
 @given(problems(), st.floats(-3, 3), st.floats(-3, 3))
 def test_linear_in_input_and_weight(p, a, c):
-    assume(_feasible(p))
+    assume(feasible(p))
     rng, x, w, _ = p.arrays()
     x2, w2 = rng.standard_normal(x.shape), rng.standard_normal(w.shape)
     tol = 4 * p.tol(x, w) * (abs(a) + abs(c) + 1)
@@ -180,7 +102,7 @@ def test_linear_in_input_and_weight(p, a, c):
 def test_adjoint_identity(p, switch_off):
     """<conv(x), y> = <x, vjp_x(y)> = <k, vjp_k(y)>; with boundary_input_grad=False the input's
     vjp is that of the interior outputs only and the kernel's is unchanged."""
-    assume(_feasible(p))
+    assume(feasible(p))
     rng, x, w, _ = p.arrays()
     kw = dict(boundary_input_grad=False) if switch_off else {}
     f = jax.jit(lambda xx, kk: conv(xx, kk, strides=p.ss, dilation=p.ds, feature_group_count=p.groups,
@@ -206,7 +128,7 @@ def test_flip_input_and_kernel(p, data):
     the output along a, with that axis's (low, high) boundary swapped."""
     axis = data.draw(st.integers(0, p.nd - 1))
     assume((p.lengths[axis] - 1) % p.ss[axis] == 0)
-    assume(_feasible(p))
+    assume(feasible(p))
     _, x, w, b = p.arrays()
     y = run(p, x, w, b)
     xf, wf = np.flip(x, 2 + axis).copy(), np.flip(w, 2 + axis).copy()
@@ -224,7 +146,7 @@ def test_flip_input_and_kernel(p, data):
 def test_interior_equals_zero_padding_exactly(p):
     """Outputs whose window reaches no ghost equal ``lax.conv_general_dilated``'s with zero
     padding ('SAME' at stride 1, the explicit size-keeping pads otherwise), bit for bit."""
-    assume(_feasible(p))
+    assume(feasible(p))
     _, x, w, _ = p.arrays()
     y = run(p, x, w)            # no bias: under jit XLA may fuse a bias add into the sum (FMA)
     pads = "SAME" if all(s == 1 for s in p.ss) else [oracle.same_widths(k, d) for k, d in zip(p.ks, p.ds)]
@@ -241,7 +163,7 @@ def test_translation_of_interior_features(p, data):
     axis = data.draw(st.integers(0, p.nd - 1))
     j = data.draw(st.integers(1, 2))
     t = j * p.ss[axis]
-    assume(_feasible(p))
+    assume(feasible(p))
     rng, _, w, b = p.arrays()
     L = p.lengths[axis]
     z = rng.standard_normal((2, p.cin, *p.lengths[:axis], L + t, *p.lengths[axis + 1:]))
@@ -262,7 +184,7 @@ def test_translation_of_interior_features(p, data):
 @settings(max_examples=examples(8))
 @given(problems(group_choices=(2, 3)))
 def test_groups_equal_block_diagonal(p):
-    assume(_feasible(p))
+    assume(feasible(p))
     _, x, w, b = p.arrays()
     og, cg = p.cout // p.groups, p.cin // p.groups
     full = np.zeros((p.cout, p.cin, *p.ks))
@@ -274,31 +196,6 @@ def test_groups_equal_block_diagonal(p):
 
 # ----------------------------------------------------------------------------- transposed
 
-@st.composite
-def transposed(draw, max_nd=2):
-    nd = draw(st.integers(1, max_nd))
-    ints = lambda lo, hi: tuple(draw(st.integers(lo, hi)) for _ in range(nd))
-    ks, ss, ds, lengths = ints(1, 5), ints(1, 3), ints(1, 3), ints(1, 6)
-    pads = tuple(draw(st.integers(0, (k - 1) * d)) for k, d in zip(ks, ds))
-    ops = tuple(draw(st.integers(0, max(s, d) - 1)) for s, d in zip(ss, ds))
-    outl = [(L - 1) * s - 2 * pp + d * (k - 1) + o + 1 for L, s, pp, d, k, o in zip(lengths, ss, pads, ds, ks, ops)]
-    assume(all(n >= 1 for n in outl))
-    boundary = _boundary(draw, nd)
-    order = None
-    if draw(st.booleans()):
-        order = tuple(draw(st.integers(0, oracle.transpose_lattice(k, s, d)[0] - 1)) for k, s, d in zip(ks, ss, ds))
-    return dict(nd=nd, ks=ks, ss=ss, ds=ds, lengths=lengths, pads=pads, ops=ops,
-                groups=draw(st.sampled_from([1, 2])), boundary=boundary, order=order,
-                seed=draw(st.integers(0, 2 ** 32 - 1)))
-
-
-def _t_arrays(q):
-    rng = np.random.default_rng(q["seed"])
-    x = rng.standard_normal((2, 2 * q["groups"], *q["lengths"]))
-    w = rng.standard_normal((2 * q["groups"], 2, *q["ks"]))
-    return rng, x, w, rng.standard_normal(2 * q["groups"])
-
-
 def _t_fn(q):
     extra = dict(boundary=q["boundary"], order=q["order"])
     return jax.jit(lambda xx, kk: conv_transpose(xx, kk, strides=q["ss"], padding=q["pads"],
@@ -306,18 +203,10 @@ def _t_fn(q):
                                                  feature_group_count=q["groups"], **extra))
 
 
-def _t_tol(q, x, w):
-    amp = 1.0
-    for (k, s, d), p in zip(zip(q["ks"], q["ss"], q["ds"]), q["order"] or (None,) * q["nd"]):
-        m, dd = oracle.transpose_lattice(k, s, d)
-        amp *= oracle.ghost_amplification(m, dd, p)
-    return 8 * eps("float64") * amp * 2 * np.prod(q["ks"]) * scale_of(x, w)
-
-
 @settings(max_examples=examples(15))
 @given(transposed())
 def test_transposed_matches_oracle(q):
-    _, x, w, b = _t_arrays(q)
+    _, x, w, b = t_arrays(q)
     f = _t_fn(q)
     try:
         want = oracle.conv_transpose(x, w, b, q["ss"], q["pads"], q["ops"], q["groups"], q["ds"],
@@ -328,13 +217,13 @@ def test_transposed_matches_oracle(q):
         return
     got = cf(f(jnp.asarray(cl(x)), jnp.asarray(kernel_t(w))) + b)
     assert got.shape == want.shape
-    np.testing.assert_allclose(got, want, rtol=0, atol=_t_tol(q, x, w) + 8 * eps("float64") * np.abs(b).max())
+    np.testing.assert_allclose(got, want, rtol=0, atol=t_tol(q, x, w) + 8 * eps("float64") * np.abs(b).max())
 
 
 @settings(max_examples=examples(6))
 @given(transposed(), st.floats(-3, 3))
 def test_transposed_linear_and_adjoint(q, a):
-    rng, x, w, _ = _t_arrays(q)
+    rng, x, w, _ = t_arrays(q)
     f = _t_fn(q)
     xs, ks = jnp.asarray(cl(x)), jnp.asarray(kernel_t(w))
     try:
@@ -342,7 +231,7 @@ def test_transposed_linear_and_adjoint(q, a):
     except ValueError:
         assume(False)
     x2 = jnp.asarray(cl(rng.standard_normal(x.shape)))
-    tol = _t_tol(q, x, w)
+    tol = t_tol(q, x, w)
     np.testing.assert_allclose(f(a * xs + x2, ks), a * out + f(x2, ks), rtol=0, atol=4 * tol * (abs(a) + 2))
     y = rng.standard_normal(out.shape)
     gx, gk = vjp(jnp.asarray(y))
@@ -358,7 +247,7 @@ def test_transposed_linear_and_adjoint(q, a):
 def test_low_precision_matches_oracle_on_rounded_operands(dtype, p):
     """float32/float16/bfloat16 against the float64 oracle on the same (rounded) operands, within
     eps(dtype) * ghost amplification * reduction length * scale, plus the output's own rounding."""
-    assume(_feasible(p))
+    assume(feasible(p))
     _, x, w, b = p.arrays()
     xs, ks, bs = (jnp.asarray(a, dtype) for a in (cl(x), kernel(w), b))
     xr, wr, br = cf(np.asarray(xs, np.float64)), np.asarray(w.astype(dtype), np.float64), np.asarray(bs, np.float64)

@@ -8,9 +8,6 @@ for more examples.
 """
 from __future__ import annotations
 
-import inspect
-from dataclasses import dataclass
-
 import numpy as np
 import pytest
 import torch
@@ -20,100 +17,16 @@ from hypothesis import strategies as st
 
 import oracle
 from diffconv.torch import functional as F
+from property_cases import Problem, examples, feasible, problems, t_arrays, t_tol, transposed
 from tolerances import conv_tol, eps, scale_of
 
 CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 CONVT = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 TORCH_CONV = {1: tF.conv1d, 2: tF.conv2d, 3: tF.conv3d}
-HAS_BOUNDARY = "boundary" in inspect.signature(F.conv2d).parameters
-HAS_BOUNDARY_T = "boundary" in inspect.signature(F.conv_transpose2d).parameters
-MODES = oracle.MODES if HAS_BOUNDARY else ("diff",)
 F64 = torch.float64
 
 
-def examples(n: int) -> int:
-    """``n`` examples under the default profiles, scaled up under ``thorough``."""
-    return max(1, n * settings.default.max_examples // 100)
-
-
-# ----------------------------------------------------------------------------- problems
-
-@dataclass
-class Problem:
-    lengths: tuple
-    ks: tuple
-    ds: tuple
-    ss: tuple
-    groups: int
-    cin: int
-    cout: int
-    boundary: object        # as passed (a mode or per-axis entries)
-    order: object
-    seed: int
-
-    @property
-    def nd(self):
-        return len(self.lengths)
-
-    def kwargs(self, boundary=None) -> dict:
-        if not HAS_BOUNDARY:
-            return {}
-        return dict(boundary=self.boundary if boundary is None else boundary, order=self.order)
-
-    def arrays(self):
-        rng = np.random.default_rng(self.seed)
-        x = rng.standard_normal((2, self.cin, *self.lengths))
-        w = rng.standard_normal((self.cout, self.cin // self.groups, *self.ks))
-        b = rng.standard_normal(self.cout)
-        return rng, x, w, b
-
-    def tol(self, *arrays) -> float:
-        """Per-output absolute tolerance: 8 * eps * ghost amplification * reduction * scale."""
-        orders = self.order if self.order is not None else None
-        return 8 * conv_tol("float64", self.ks, self.cin // self.groups, order=orders, dilation=self.ds,
-                            scale=scale_of(*arrays))
-
-
-def _boundary(draw, nd, modes=MODES):
-    pairs = []
-    for _ in range(nd):
-        low = draw(st.sampled_from(modes))
-        if low == "circular":
-            pairs.append(("circular", "circular"))
-        elif draw(st.booleans()):
-            pairs.append((low, low))
-        else:
-            pairs.append((low, draw(st.sampled_from([m for m in modes if m != "circular"]))))
-    if len(set(pairs)) == 1 and pairs[0][0] == pairs[0][1]:
-        return pairs[0][0]                                   # one mode for every side
-    return [p[0] if p[0] == p[1] else p for p in pairs]      # per axis: a mode or a (low, high) pair
-
-
-@st.composite
-def problems(draw, max_nd=2, max_len=9, max_k=5, modes=MODES, odd_extent=False, min_len=1, group_choices=(1, 2)):
-    nd = draw(st.integers(1, max_nd))
-    ints = lambda lo, hi: tuple(draw(st.integers(lo, hi)) for _ in range(nd))
-    ks, ds, ss, lengths = ints(1, max_k), ints(1, 3), ints(1, 3), ints(min_len, max_len)
-    if odd_extent:
-        ks = tuple(k if (k - 1) * d % 2 == 0 else k + 1 for k, d in zip(ks, ds))
-    groups = draw(st.sampled_from(group_choices))
-    cin, cout = groups * draw(st.integers(1, 2)), groups * draw(st.integers(1, 2))
-    boundary = _boundary(draw, nd, modes) if HAS_BOUNDARY else "diff"
-    order = None
-    if HAS_BOUNDARY and draw(st.booleans()):
-        order = tuple(draw(st.integers(0, k - 1)) for k in ks)
-    return Problem(lengths, ks, ds, ss, groups, cin, cout, boundary, order, draw(st.integers(0, 2 ** 32 - 1)))
-
-
-def _feasible(p: Problem) -> bool:
-    """Whether the boundary fits the axes (reflect/circular need samples; oracle decides)."""
-    try:
-        oracle.pad(np.zeros((1, 1, *p.lengths)), [oracle.same_widths(k, d) for k, d in zip(p.ks, p.ds)],
-                   p.boundary, p.ks, p.ds, p.order)
-        return True
-    except ValueError:
-        return False
-
+# ----------------------------------------------------------------------------- the layer on a problem
 
 def run(p: Problem, x, w, b=None, **kw):
     t = lambda a: None if a is None else torch.as_tensor(a, dtype=F64)
@@ -137,7 +50,7 @@ def test_matches_oracle(p, edge):
     kw = {}
     if edge:
         kw = dict(edge_weight=rng.standard_normal(w.shape), edge_bias=rng.standard_normal(b.shape))
-    if not _feasible(p):
+    if not feasible(p):
         with pytest.raises(ValueError):
             run(p, x, w, b, **kw)
         return
@@ -152,7 +65,7 @@ def test_matches_oracle(p, edge):
 @settings(max_examples=examples(30))
 @given(problems(), st.floats(-3, 3), st.floats(-3, 3))
 def test_linear_in_input(p, a, c):
-    assume(_feasible(p))
+    assume(feasible(p))
     rng, x, w, _ = p.arrays()
     x2 = rng.standard_normal(x.shape)
     lhs = run(p, a * x + c * x2, w).numpy()
@@ -163,7 +76,7 @@ def test_linear_in_input(p, a, c):
 @settings(max_examples=examples(30))
 @given(problems(), st.floats(-3, 3), st.floats(-3, 3))
 def test_linear_in_weight(p, a, c):
-    assume(_feasible(p))
+    assume(feasible(p))
     rng, x, w, _ = p.arrays()
     w2 = rng.standard_normal(w.shape)
     lhs = run(p, x, a * w + c * w2).numpy()
@@ -179,7 +92,7 @@ def test_adjoint_identity(p, switch_off):
     """<conv(x), y> = <x, vjp_x(y)> and = <w, vjp_w(y)>. With the switch off
     (boundary_input_grad=False) the input's vjp is that of the interior outputs only,
     <conv(x), y * interior> = <x, vjp_x(y)>, and the weight's vjp is unchanged."""
-    assume(_feasible(p))
+    assume(feasible(p))
     rng, x, w, _ = p.arrays()
     xt = torch.tensor(x, requires_grad=True)
     wt = torch.tensor(w, requires_grad=True)
@@ -191,7 +104,7 @@ def test_adjoint_identity(p, switch_off):
     tol = 4 * p.tol(x, w) * np.abs(y).sum()
     y_in = y
     if switch_off:
-        mask = oracle.boundary_mask(p.lengths, p.ks, p.ss, p.ds, p.boundary if HAS_BOUNDARY else "diff")
+        mask = oracle.boundary_mask(p.lengths, p.ks, p.ss, p.ds, p.boundary)
         y_in = y * ~mask
     assert abs(_ip(yv, y_in) - _ip(x, gx)) <= tol
     assert abs(_ip(yv, y) - _ip(w, gw)) <= tol
@@ -213,12 +126,12 @@ def test_flip_input_and_kernel(p, data):
     samples are symmetric ((L-1) % s == 0) only: otherwise the statement is not a flip."""
     axis = data.draw(st.integers(0, p.nd - 1))
     assume((p.lengths[axis] - 1) % p.ss[axis] == 0)
-    assume(_feasible(p))
+    assume(feasible(p))
     _, x, w, b = p.arrays()
     y = run(p, x, w, b).numpy()
     xf, wf = np.flip(x, 2 + axis).copy(), np.flip(w, 2 + axis).copy()
     swapped = _swap_axis(p.boundary, p.nd, axis)
-    yf = run(p, xf, wf, b, **(dict(boundary=swapped) if HAS_BOUNDARY else {})).numpy()
+    yf = run(p, xf, wf, b, boundary=swapped).numpy()
     np.testing.assert_allclose(np.flip(yf, 2 + axis), y, rtol=0, atol=2 * p.tol(x, w))
 
 
@@ -230,7 +143,7 @@ def test_interior_equals_zero_padding_exactly(p):
     """Outputs whose window reaches no ghost (of any side, circular ones included) are those of
     torch's own convolution of the zero-padded input, bit for bit (``padding='same'`` at
     stride 1, an explicit ``F.pad`` otherwise)."""
-    assume(_feasible(p))
+    assume(feasible(p))
     _, x, w, b = p.arrays()
     y = run(p, x, w, b).numpy()
     xt, wt, bt = (torch.tensor(a) for a in (x, w, b))
@@ -251,7 +164,7 @@ def test_translation_of_interior_features(p, data):
     axis = data.draw(st.integers(0, p.nd - 1))
     j = data.draw(st.integers(1, 2))
     t = j * p.ss[axis]
-    assume(_feasible(p))
+    assume(feasible(p))
     rng, _, w, b = p.arrays()
     L = p.lengths[axis]
     z = rng.standard_normal((2, p.cin, *p.lengths[:axis], L + t, *p.lengths[axis + 1:]))
@@ -273,7 +186,7 @@ def test_translation_of_interior_features(p, data):
 @settings(max_examples=examples(30))
 @given(problems(group_choices=(2, 3)))
 def test_groups_equal_block_diagonal(p):
-    assume(_feasible(p))
+    assume(feasible(p))
     _, x, w, b = p.arrays()
     og, cg = p.cout // p.groups, p.cin // p.groups
     full = np.zeros((p.cout, p.cin, *p.ks))
@@ -286,50 +199,16 @@ def test_groups_equal_block_diagonal(p):
 
 # ----------------------------------------------------------------------------- transposed
 
-@st.composite
-def transposed(draw, max_nd=2):
-    nd = draw(st.integers(1, max_nd))
-    ints = lambda lo, hi: tuple(draw(st.integers(lo, hi)) for _ in range(nd))
-    ks, ss, ds, lengths = ints(1, 5), ints(1, 3), ints(1, 3), ints(1, 6)
-    pads = tuple(draw(st.integers(0, (k - 1) * d)) for k, d in zip(ks, ds))
-    ops = tuple(draw(st.integers(0, max(s, d) - 1)) for s, d in zip(ss, ds))
-    outl = [(L - 1) * s - 2 * pp + d * (k - 1) + o + 1 for L, s, pp, d, k, o in zip(lengths, ss, pads, ds, ks, ops)]
-    assume(all(n >= 1 for n in outl))
-    groups = draw(st.sampled_from([1, 2]))
-    modes = MODES if HAS_BOUNDARY_T else ("diff",)
-    boundary = _boundary(draw, nd, modes) if HAS_BOUNDARY_T else "diff"
-    order = None
-    if HAS_BOUNDARY_T and draw(st.booleans()):
-        order = tuple(draw(st.integers(0, oracle.transpose_lattice(k, s, d)[0] - 1)) for k, s, d in zip(ks, ss, ds))
-    return dict(nd=nd, ks=ks, ss=ss, ds=ds, lengths=lengths, pads=pads, ops=ops, groups=groups,
-                boundary=boundary, order=order, seed=draw(st.integers(0, 2 ** 32 - 1)))
-
-
 def _run_t(q, x, w, b=None, **kw):
     t = lambda a: None if a is None else (a if isinstance(a, torch.Tensor) else torch.as_tensor(a, dtype=F64))
-    extra = dict(boundary=q["boundary"], order=q["order"]) if HAS_BOUNDARY_T else {}
+    extra = dict(boundary=q["boundary"], order=q["order"])
     return CONVT[q["nd"]](t(x), t(w), t(b), q["ss"], q["pads"], q["ops"], q["groups"], q["ds"], **extra, **kw)
-
-
-def _t_arrays(q):
-    rng = np.random.default_rng(q["seed"])
-    x = rng.standard_normal((2, 2 * q["groups"], *q["lengths"]))
-    w = rng.standard_normal((2 * q["groups"], 2, *q["ks"]))
-    return rng, x, w, rng.standard_normal(2 * q["groups"])
-
-
-def _t_tol(q, x, w):
-    lat = [oracle.transpose_lattice(k, s, d) for k, s, d in zip(q["ks"], q["ss"], q["ds"])]
-    amp = 1.0
-    for (m, dd), p in zip(lat, q["order"] or (None,) * q["nd"]):
-        amp *= oracle.ghost_amplification(m, dd, p)
-    return 8 * eps("float64") * amp * 2 * np.prod(q["ks"]) * scale_of(x, w)
 
 
 @settings(max_examples=examples(40))
 @given(transposed())
 def test_transposed_matches_oracle(q):
-    _, x, w, b = _t_arrays(q)
+    _, x, w, b = t_arrays(q)
     try:
         want = oracle.conv_transpose(x, w, b, q["ss"], q["pads"], q["ops"], q["groups"], q["ds"],
                                      q["boundary"], q["order"])
@@ -339,19 +218,19 @@ def test_transposed_matches_oracle(q):
         return
     got = _run_t(q, x, w, b).numpy()
     assert got.shape == want.shape
-    np.testing.assert_allclose(got, want, rtol=0, atol=_t_tol(q, x, w) + 8 * eps("float64") * np.abs(b).max())
+    np.testing.assert_allclose(got, want, rtol=0, atol=t_tol(q, x, w) + 8 * eps("float64") * np.abs(b).max())
 
 
 @settings(max_examples=examples(30))
 @given(transposed(), st.floats(-3, 3))
 def test_transposed_linear_and_adjoint(q, a):
-    rng, x, w, _ = _t_arrays(q)
+    rng, x, w, _ = t_arrays(q)
     try:
         _run_t(q, x, w)
     except ValueError:
         assume(False)
     x2 = rng.standard_normal(x.shape)
-    tol = _t_tol(q, x, w)
+    tol = t_tol(q, x, w)
     np.testing.assert_allclose(_run_t(q, a * x + x2, w).numpy(),
                                a * _run_t(q, x, w).numpy() + _run_t(q, x2, w).numpy(), rtol=0,
                                atol=4 * tol * (abs(a) + 2))
@@ -369,16 +248,15 @@ def test_transposed_linear_and_adjoint(q, a):
 def test_transposed_zeros_is_adjoint_of_zero_padded_conv(q):
     """With zero ghosts the transposed layer is torch's, the adjoint of the strided convolution
     it transposes: <convT(x), y> = <x, conv(y)> (torch.nn.functional.conv, as the truth)."""
-    assume(HAS_BOUNDARY_T)
     q = {**q, "boundary": "zeros", "order": None}
-    rng, x, w, _ = _t_arrays(q)
+    rng, x, w, _ = t_arrays(q)
     out = _run_t(q, x, w).numpy()
     y = rng.standard_normal(out.shape)
     # the forward conv whose adjoint torch's transposed conv is: input y (the transposed output)
     yt = torch.tensor(y)
     back = TORCH_CONV[q["nd"]](yt, torch.tensor(w), None, q["ss"], q["pads"], q["ds"], q["groups"])
     back = back.numpy()[(slice(None), slice(None)) + tuple(slice(0, L) for L in q["lengths"])]
-    assert abs(_ip(out, y) - _ip(x, back)) <= 4 * _t_tol(q, x, w) * np.abs(y).sum()
+    assert abs(_ip(out, y) - _ip(x, back)) <= 4 * t_tol(q, x, w) * np.abs(y).sum()
 
 
 # ----------------------------------------------------------------------------- low precision
@@ -389,7 +267,7 @@ def test_transposed_zeros_is_adjoint_of_zero_padded_conv(q):
 def test_low_precision_matches_oracle_on_rounded_operands(dtype, p):
     """float32/float16/bfloat16 against the float64 oracle on the same (rounded) operands, within
     eps(dtype) * ghost amplification * reduction length * scale, plus the output's own rounding."""
-    assume(_feasible(p))
+    assume(feasible(p))
     _, x, w, b = p.arrays()
     xt, wt, bt = (torch.tensor(a, dtype=dtype) for a in (x, w, b))
     xr, wr, br = (a.double().numpy() for a in (xt, wt, bt))               # the rounded operands
