@@ -12,6 +12,7 @@ in at least float32 and returned in the input's dtype.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Callable, NamedTuple, Sequence, TypeVar
 
 import numpy as np
@@ -31,18 +32,23 @@ def work_dtype(dtype: torch.dtype) -> torch.dtype:
 
 Matrix = tuple[tuple[float, ...], ...]
 
-#: Longest axis whose ghost gradients :func:`fold` takes with one dense product (the transposed
-#: padding matrix, ``L x (L + ghosts)``): on short axes one product costs less than the four
-#: small operations of the sparse fold; on long ones its ``O(L)`` work per sample costs more.
-DENSE_FOLD_MAX = 64
+#: Longest axis with a dense transposed padding (``L x (L + ghosts)``) for :func:`fold`.
+DENSE_FOLD_MAX = 32
+
+#: Largest map (positions per sample and channel) that counts as small: there the operations'
+#: count, not their arithmetic, makes a layer's time. :func:`fold` takes a small map's ghost
+#: gradients with one dense product per axis (where the axis has one) instead of the four small
+#: operations of the sparse fold, whose ``O(1)`` work per sample wins on larger maps.
+SMALL_MAP_MAX = 6144
 
 
 class AxisGhosts(NamedTuple):
     """The ghosts of tensor dim ``dim`` (plain Python values: ``torch.compile`` takes them as
     constants). ``low`` ``(before, n)`` over ``t[low_start : low_start + n]``, ``high`` likewise;
-    ``fold``: the transposed padding, dense ``(length, before + length + after)`` on short axes,
-    else block-diagonal ``(n + m, before + after)`` with ``sources`` (the samples the ghosts read)
-    and ``ghosts`` (their positions in the padded axis)."""
+    ``fold``: the transposed padding, block-diagonal ``(n + m, before + after)`` with ``sources``
+    (the samples the ghosts read) and ``ghosts`` (their positions in the padded axis); ``dense``:
+    the transposed padding ``(length, before + length + after)``, on axes short enough to take
+    part in a small map (else empty)."""
 
     dim: int
     length: int
@@ -53,21 +59,20 @@ class AxisGhosts(NamedTuple):
     high_start: int
     high: Matrix
     fold: Matrix
-    sources: tuple[int, ...] | None
-    ghosts: tuple[int, ...] | None
+    sources: tuple[int, ...]
+    ghosts: tuple[int, ...]
+    dense: Matrix
 
     @classmethod
     def of(cls, dim: int, op: GhostOperator) -> "AxisGhosts":
         L, n, m = op.length, op.low.shape[1], op.high.shape[1]
-        if L <= DENSE_FOLD_MAX:
-            fold, sources, ghosts = op.dense().T, None, None
-        else:
-            fold = np.zeros((n + m, op.before + op.after))
-            fold[:n, :op.before], fold[n:, op.before:] = op.low.T, op.high.T
-            sources = tuple(range(op.low_start, op.low_start + n)) + tuple(range(op.high_start, op.high_start + m))
-            ghosts = tuple(range(op.before)) + tuple(range(op.before + L, op.before + L + op.after))
+        fold = np.zeros((n + m, op.before + op.after))
+        fold[:n, :op.before], fold[n:, op.before:] = op.low.T, op.high.T
+        sources = tuple(range(op.low_start, op.low_start + n)) + tuple(range(op.high_start, op.high_start + m))
+        ghosts = tuple(range(op.before)) + tuple(range(op.before + L, op.before + L + op.after))
+        dense = _matrix(op.dense().T) if L <= DENSE_FOLD_MAX else ()
         return cls(dim, L, op.before, op.after, op.low_start, _matrix(op.low), op.high_start, _matrix(op.high),
-                   _matrix(fold), sources, ghosts)
+                   _matrix(fold), sources, ghosts, dense)
 
     @property
     def is_identity(self) -> bool:
@@ -102,8 +107,9 @@ class _Matrices(NamedTuple):
     low: tuple[torch.Tensor, torch.Tensor]
     high: tuple[torch.Tensor, torch.Tensor]
     fold: tuple[torch.Tensor, torch.Tensor]
-    sources: torch.Tensor | None
-    ghosts: torch.Tensor | None
+    sources: torch.Tensor
+    ghosts: torch.Tensor
+    dense: tuple[torch.Tensor, torch.Tensor] | None
 
 
 def _tensor(m: Matrix, rows: int, cols: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,12 +135,11 @@ def matrices(g: AxisGhosts, device: torch.device, dtype: torch.dtype) -> _Matric
 
 def _build_matrices(g: AxisGhosts, device: torch.device, dtype: torch.dtype) -> _Matrices:
     n, m = len(g.low[0]) if g.low else 0, len(g.high[0]) if g.high else 0
-    dense = g.sources is None
-    fold = _tensor(g.fold, g.length if dense else n + m, (g.before + g.length + g.after) if dense else g.before + g.after,
-                   device, dtype)
-    index = [None if v is None else torch.tensor(v, device=device, dtype=torch.long) for v in (g.sources, g.ghosts)]
-    return _Matrices(_tensor(g.low, g.before, n, device, dtype), _tensor(g.high, g.after, m, device, dtype), fold,
-                     *index)
+    padded = g.before + g.length + g.after
+    index = [torch.tensor(v, device=device, dtype=torch.long) for v in (g.sources, g.ghosts)]
+    return _Matrices(_tensor(g.low, g.before, n, device, dtype), _tensor(g.high, g.after, m, device, dtype),
+                     _tensor(g.fold, n + m, g.before + g.after, device, dtype), *index,
+                     _tensor(g.dense, g.length, padded, device, dtype) if g.dense else None)
 
 
 _CACHE: dict = {}
@@ -168,7 +173,8 @@ def _side(t: torch.Tensor, g: AxisGhosts, start: int, m: tuple[torch.Tensor, tor
 
 def ghost_sides(t: torch.Tensor, g: AxisGhosts) -> tuple[torch.Tensor, torch.Tensor]:
     """The low and high ghosts of ``t`` along ``g.dim`` (``before`` and ``after`` entries)."""
-    low, high, _, _, _ = matrices(g, t.device, work_dtype(t.dtype))
+    mats = matrices(g, t.device, work_dtype(t.dtype))
+    low, high = mats.low, mats.high
     work = low[0].dtype
     return _side(t, g, g.low_start, low, work), _side(t, g, g.high_start, high, work)
 
@@ -197,20 +203,23 @@ def repad(t: torch.Tensor, axes: Sequence[AxisGhosts], sides: Sequence[torch.Ten
 
 def fold(grad: torch.Tensor, axes: Sequence[AxisGhosts]) -> torch.Tensor:
     """Transpose of :func:`pad`: the gradient on the padded tensor carried onto the data, first
-    axis first. Short axes: one dense product; long ones: the ghosts' gradient, gathered, through
-    the (block-diagonal) transposed ghost matrices and added onto the samples they came from, in
-    place on ``grad``. Returns a tensor shaped like the data."""
+    axis first. Small maps: one dense product per axis; larger ones: the ghosts' gradient,
+    gathered, through the (block-diagonal) transposed ghost matrices and added onto the samples
+    they came from, in place on ``grad``. Returns a tensor shaped like the data."""
+    small = math.prod(grad.shape[2:]) <= SMALL_MAP_MAX
     for g in axes:
         if g.is_identity:
             continue
         mats = matrices(g, grad.device, work_dtype(grad.dtype))
-        part = grad if mats.ghosts is None else grad.index_select(g.dim, mats.ghosts)
-        if part.dtype != mats.fold[0].dtype:
-            part = part.to(mats.fold[0].dtype)
-        back = _along(mats.fold, part, g.dim)
+        dense = small and mats.dense is not None
+        part = grad if dense else grad.index_select(g.dim, mats.ghosts)
+        m = mats.dense if dense else mats.fold
+        if part.dtype != m[0].dtype:
+            part = part.to(m[0].dtype)
+        back = _along(m, part, g.dim)
         if back.dtype != grad.dtype:
             back = back.to(grad.dtype)
-        if mats.ghosts is None:
+        if dense:
             grad = back
         else:
             grad = grad.narrow(g.dim, g.before, g.length).index_add_(g.dim, mats.sources, back)

@@ -19,6 +19,7 @@ import oracle
 from diffconv.torch import DiffConv1d, DiffConv2d, DiffConv3d, DiffConvTranspose2d, DiffConvTranspose3d
 from diffconv.torch import functional as DF
 from diffconv.torch._ghosts import DENSE_FOLD_MAX, AxisGhosts, fold, pad
+from diffconv.torch._padded import layer
 from diffconv.boundary import ghost_operator
 
 FUNCS = {1: DF.conv1d, 2: DF.conv2d, 3: DF.conv3d}
@@ -228,3 +229,30 @@ def test_low_precision_on_a_large_map_is_float64_on_the_rounded_operands(dtype):
     ulp = torch.finfo(dtype).eps
     bound = 8 * ulp * (want.abs() + (x.double().abs().amax() * w.double().abs().sum((1, 2, 3)).amax() * 4.4))
     assert ((got - want).abs() <= bound).all()
+
+
+@pytest.mark.parametrize("shape, k, stride", [
+    ((1, 2, 3000), 5, 1),          # small map, gradients in two steps
+    ((1, 2, 7000), 3, 2),          # large map: ghosts computed again, sparse fold
+    ((2, 3, 20, 20), 3, 1),        # small map, one convolution_backward, dense fold
+    ((2, 3, 50, 50), 5, 2),        # small map, two steps, sparse fold
+    ((1, 2, 90, 90), 3, 1),        # large map
+    ((1, 2, 12, 12, 12), 3, 1),    # 3-d, one convolution_backward
+    ((1, 2, 20, 20, 20), 3, 2),    # 3-d, large
+])
+def test_backward_paths_equal_autograd_through_the_composite_form(shape, k, stride):
+    """Every way the padded form's backward takes (by map size) gives autograd's gradients of
+    the same layer built from plain operations."""
+    nd = len(shape) - 2
+    rng = np.random.default_rng(len(shape) * 100 + shape[-1])
+    x = torch.tensor(rng.standard_normal(shape), requires_grad=True)
+    w = torch.tensor(rng.standard_normal((3, shape[1], *(k,) * nd)), requires_grad=True)
+    b = torch.tensor(rng.standard_normal(3), requires_grad=True)
+    y = FUNCS[nd](x, w, b, stride=stride)
+    assert form_ran(y) == "padded"
+    g = torch.tensor(rng.standard_normal(y.shape))
+    got = torch.autograd.grad(y, (x, w, b), g)
+    lay = DF.conv_layout(shape[2:], (k,) * nd, (stride,) * nd, (1,) * nd, (("diff", "diff"),) * nd, (None,) * nd, False)
+    want = torch.autograd.grad(layer(x, w, b, None, None, lay=lay, groups=1, boundary_input_grad=True), (x, w, b), g)
+    for a, e in zip(got, want):
+        torch.testing.assert_close(a, e, rtol=1e-10, atol=1e-10)
