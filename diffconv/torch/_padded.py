@@ -92,7 +92,7 @@ class GhostConv(torch.autograd.Function):
         ctx.lay, ctx.groups, ctx.bgrad = lay, groups, boundary_input_grad
         sides: list = []
         buf = pad(x, lay.axes, sides)
-        if not _small(buf):
+        if not _small(buf, lay):
             sides = []
         ctx.save_for_backward(x, w, b, we, be, *(t for side in sides for t in side))
         return _on_padded(buf, w, b, we, be, lay, groups, boundary_input_grad)
@@ -115,12 +115,17 @@ class GhostConv(torch.autograd.Function):
 # gradient; on larger ones the padded input is freed before its gradient comes (from a transposed
 # convolution), so that backward holds no more than zero padding's. In 3-D the transposed
 # convolution itself holds more than the joint backward up to 16^3 maps (MONAI's DynUNet: peak
-# 0.95x zero padding's joint, 1.27x split).
+# 0.95x zero padding's joint, 1.27x split). Transposed layers take neither: a decoder's maps are
+# all small, and both raised its peak memory (1.04x zero padding's to 1.10-1.17x).
 JOINT_BACKWARD_MAX = {1: 1024, 2: 1024, 3: 6144}
 
 
-def _small(buf: torch.Tensor) -> bool:
-    return math.prod(buf.shape[2:]) <= SMALL_MAP_MAX
+def _small(buf: torch.Tensor, lay: Layout) -> bool:
+    return not lay.transposed and math.prod(buf.shape[2:]) <= SMALL_MAP_MAX
+
+
+def _joint(buf: torch.Tensor, lay: Layout) -> bool:
+    return not lay.transposed and math.prod(buf.shape[2:]) <= JOINT_BACKWARD_MAX[buf.dim() - 2]
 
 
 def _conv_backward(g, inp, w, bias: bool, lay: Layout, groups: int, mask):
@@ -135,7 +140,7 @@ def _conv_backward(g, inp, w, bias: bool, lay: Layout, groups: int, mask):
 def _grads(lay: Layout, groups: int, bgrad: bool, g, x, w, b, we, be, sides, needs):
     need_x, need_w, need_b, need_we, need_be = needs
     buf = repad(x, lay.axes, sides) if sides else pad(x, lay.axes)
-    if not lay.special and math.prod(buf.shape[2:]) <= JOINT_BACKWARD_MAX[buf.dim() - 2]:
+    if not lay.special and _joint(buf, lay):
         d_buf, dw, db = _conv_backward(g, buf, w, b is not None, lay, groups, [need_x, need_w, need_b])
         return (fold(d_buf, lay.axes) if need_x else None), dw, db, None, None
     if not lay.special:
