@@ -190,11 +190,12 @@ def _recompute_boundary(
     ``src`` with ``kernel``/``bias`` (the edge parameters)."""
     nd = len(plans)
     boxes = boundary_boxes(plans)
-    # Zeroed with a constant mask (its transpose is one elementwise product), then added anew.
+    # Zeroed by a select with a constant mask (its transpose is one elementwise select; a product
+    # with the mask would keep a NaN of the main kernel's sums as 0 * NaN), then added anew.
     keep = np.ones([p.out_len for p in plans], dtype=bool)
     for _, box in boxes:
         keep[tuple(slice(lo, hi) for lo, hi in box)] = False
-    out = out * jnp.asarray(keep[None, ..., None], dtype=out.dtype)
+    out = jnp.where(jnp.asarray(keep[None, ..., None]), out, jnp.zeros((), out.dtype))
     for a in range(nd):
         mine = [box for b, box in boxes if b == a]
         if not mine:

@@ -147,8 +147,6 @@ def test_nan_in_kernels_and_biases(lengths, ks, ds, ss, boundary, order, jit, x6
     np.testing.assert_array_equal(bad(edge_kernel=a["ew"], edge_bias=a["eb_nan"]), only_channel_1(mask))
 
 
-@pytest.mark.xfail(strict=True, reason="with an edge kernel, a NaN in kernel/bias also reaches the boundary "
-                                       "outputs, which use only edge_kernel/edge_bias")
 @pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
 @pytest.mark.parametrize("lengths,ks,ds,ss,boundary,order", WEIGHT_CASES)
 def test_nan_in_kernel_stays_off_edge_kernel_outputs(lengths, ks, ds, ss, boundary, order, jit, x64):
