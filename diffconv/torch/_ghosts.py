@@ -42,6 +42,31 @@ DENSE_FOLD_MAX = 32
 SMALL_MAP_MAX = 6144
 
 
+class Taps(NamedTuple):
+    """A side whose ghosts each read only some samples of their run (reflect, replicate, circular,
+    order 0, or a dilated kernel's lattice): ``index`` the samples, ``count`` per ghost (rows that
+    read fewer repeat one of theirs with weight 0), rows outermost ghost first; ``weights``
+    ``(ghosts, count)``, empty where each ghost is one sample copied. Gathering them keeps a NaN or inf out of the ghosts that do not read it (a product
+    over the whole run would carry it in through a zero weight)."""
+
+    index: tuple[int, ...]
+    count: int
+    weights: Matrix
+
+
+def _taps(matrix: np.ndarray, start: int) -> Taps | None:
+    rows = [np.flatnonzero(r) for r in matrix]
+    if not rows or all(len(r) == matrix.shape[1] for r in rows) or any(len(r) == 0 for r in rows):
+        return None
+    # Rows that read fewer samples repeat one of their own with weight 0: no sample it does not read.
+    count = max(len(r) for r in rows)
+    cols = [np.concatenate([r, np.full(count - len(r), r[0])]) for r in rows]
+    weights = np.array([[matrix[i, c] if j < len(rows[i]) else 0.0 for j, c in enumerate(cs)]
+                        for i, cs in enumerate(cols)])
+    copies = count == 1 and (weights == 1).all()
+    return Taps(tuple(start + int(c) for cs in cols for c in cs), count, () if copies else _matrix(weights))
+
+
 class AxisGhosts(NamedTuple):
     """The ghosts of tensor dim ``dim`` (plain Python values: ``torch.compile`` takes them as
     constants). ``low`` ``(before, n)`` over ``t[low_start : low_start + n]``, ``high`` likewise;
@@ -62,6 +87,8 @@ class AxisGhosts(NamedTuple):
     sources: tuple[int, ...]
     ghosts: tuple[int, ...]
     dense: Matrix
+    low_taps: Taps | None = None
+    high_taps: Taps | None = None
 
     @classmethod
     def of(cls, dim: int, op: GhostOperator) -> "AxisGhosts":
@@ -72,7 +99,7 @@ class AxisGhosts(NamedTuple):
         ghosts = tuple(range(op.before)) + tuple(range(op.before + L, op.before + L + op.after))
         dense = _matrix(op.dense().T) if L <= DENSE_FOLD_MAX else ()
         return cls(dim, L, op.before, op.after, op.low_start, _matrix(op.low), op.high_start, _matrix(op.high),
-                   _matrix(fold), sources, ghosts, dense)
+                   _matrix(fold), sources, ghosts, dense, _taps(op.low, op.low_start), _taps(op.high, op.high_start))
 
     @property
     def is_identity(self) -> bool:
@@ -110,6 +137,8 @@ class _Matrices(NamedTuple):
     sources: torch.Tensor
     ghosts: torch.Tensor
     dense: tuple[torch.Tensor, torch.Tensor] | None
+    low_taps: tuple[torch.Tensor, torch.Tensor | None] | None
+    high_taps: tuple[torch.Tensor, torch.Tensor | None] | None
 
 
 def _tensor(m: Matrix, rows: int, cols: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -139,7 +168,15 @@ def _build_matrices(g: AxisGhosts, device: torch.device, dtype: torch.dtype) -> 
     index = [torch.tensor(v, device=device, dtype=torch.long) for v in (g.sources, g.ghosts)]
     return _Matrices(_tensor(g.low, g.before, n, device, dtype), _tensor(g.high, g.after, m, device, dtype),
                      _tensor(g.fold, n + m, g.before + g.after, device, dtype), *index,
-                     _tensor(g.dense, g.length, padded, device, dtype) if g.dense else None)
+                     _tensor(g.dense, g.length, padded, device, dtype) if g.dense else None,
+                     _tap_tensors(g.low_taps, device, dtype), _tap_tensors(g.high_taps, device, dtype))
+
+
+def _tap_tensors(taps: Taps | None, device: torch.device, dtype: torch.dtype):
+    if taps is None:
+        return None
+    weights = torch.tensor(taps.weights, device=device, dtype=dtype) if taps.weights else None
+    return torch.tensor(taps.index, device=device, dtype=torch.long), weights
 
 
 _CACHE: dict = {}
@@ -158,13 +195,22 @@ def _along(m: tuple[torch.Tensor, torch.Tensor], t: torch.Tensor, dim: int) -> t
 
 
 def _side(t: torch.Tensor, g: AxisGhosts, start: int, m: tuple[torch.Tensor, torch.Tensor],
-          work: torch.dtype) -> torch.Tensor:
-    """One side's ghosts ``m @ t[start : start + n]`` along ``g.dim``; zeros where ``m`` has no columns."""
+          taps: tuple[torch.Tensor, torch.Tensor | None] | None, work: torch.dtype) -> torch.Tensor:
+    """One side's ghosts ``m @ t[start : start + n]`` along ``g.dim``; zeros where ``m`` has no
+    columns; from the gathered samples each ghost reads where the side has ``taps``."""
     rows, n = m[0].shape
     if n == 0:
         shape = list(t.shape)
         shape[g.dim] = rows
         return t.new_zeros(shape)
+    if taps is not None:
+        index, weights = taps
+        picked = t.index_select(g.dim, index)
+        if weights is None:
+            return picked
+        shape = weights.shape + (1,) * (t.dim() - g.dim - 1)
+        ghosts = (picked.to(work).unflatten(g.dim, weights.shape) * weights.view(shape)).sum(g.dim + 1)
+        return ghosts.to(t.dtype)
     run = t.narrow(g.dim, start, n)
     if run.dtype != work:
         return _along(m, run.to(work), g.dim).to(t.dtype)
@@ -174,9 +220,9 @@ def _side(t: torch.Tensor, g: AxisGhosts, start: int, m: tuple[torch.Tensor, tor
 def ghost_sides(t: torch.Tensor, g: AxisGhosts) -> tuple[torch.Tensor, torch.Tensor]:
     """The low and high ghosts of ``t`` along ``g.dim`` (``before`` and ``after`` entries)."""
     mats = matrices(g, t.device, work_dtype(t.dtype))
-    low, high = mats.low, mats.high
-    work = low[0].dtype
-    return _side(t, g, g.low_start, low, work), _side(t, g, g.high_start, high, work)
+    work = mats.low[0].dtype
+    return (_side(t, g, g.low_start, mats.low, mats.low_taps, work),
+            _side(t, g, g.high_start, mats.high, mats.high_taps, work))
 
 
 def pad(t: torch.Tensor, axes: Sequence[AxisGhosts], sides: list | None = None) -> torch.Tensor:
