@@ -133,6 +133,25 @@ class GhostOperator:
         """No ghosts at all: padding leaves the axis as it is."""
         return not (self.before or self.after)
 
+    def taps(self, high: bool) -> tuple[np.ndarray, np.ndarray] | None:
+        """Where each ghost of one side reads only some samples of its run (reflect, replicate,
+        circular, order 0, a dilated kernel's lattice): ``(index, weights)``, the absolute
+        indices ``(ghosts, count)`` of the samples each ghost reads and their weights, a ghost
+        that reads fewer repeating one of its own with weight 0. A backend that gathers these
+        keeps a NaN or inf out of the ghosts that do not read it (a product over the whole run
+        carries it in as 0 * NaN). ``None`` where every ghost reads the whole run, or a ghost
+        reads nothing."""
+        start, m = (self.high_start, self.high) if high else (self.low_start, self.low)
+        rows = [np.flatnonzero(r) for r in m]
+        if not rows or all(len(r) == m.shape[1] for r in rows) or any(len(r) == 0 for r in rows):
+            return None
+        count = max(len(r) for r in rows)
+        cols = np.array([np.concatenate([r, np.full(count - len(r), r[0])]) for r in rows])
+        weights = np.take_along_axis(m, cols, axis=1)
+        for i, r in enumerate(rows):
+            weights[i, len(r):] = 0.0
+        return start + cols, weights
+
     def dense(self) -> np.ndarray:
         """The whole padding as one ``(before + length + after, length)`` matrix (for tests and small axes)."""
         out = np.zeros((self.before + self.length + self.after, self.length))

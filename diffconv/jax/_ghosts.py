@@ -17,7 +17,9 @@ but both keep the shape of one product over both sides' samples: the matrix hold
 rows and each side's gather leaves the other side's samples out (zeros). A NaN or inf near one
 edge so never reaches the other edge's ghosts through a zero weight, and the default's ghosts
 are bit for bit those of the single product it used before boundaries per side existed (XLA's
-product kernels round differently for other shapes).
+product kernels round differently for other shapes). A side whose ghosts each read only some
+samples of the run (a dilated kernel's lattice) gathers, per ghost, just those
+(:meth:`~diffconv.boundary.GhostOperator.taps`) and sums them weighted, for the same reason.
 """
 
 from __future__ import annotations
@@ -47,7 +49,9 @@ def work_dtype(dtype: jnp.dtype) -> np.dtype:
 class _Side(NamedTuple):
     """Where one side's ``width`` ghosts come from: ``"zeros"``; ``"copy"``: the samples
     ``[start, start + width)`` of gather 0; ``"product"``: rows ``[start, start + width)`` of the
-    product over gather ``gather``."""
+    product over gather ``gather``; ``"taps"``: the samples each ghost reads, gathered apart and
+    weighted (``_Recipe.taps[start]``), where a product over the run would carry a NaN into
+    ghosts that do not read it."""
 
     width: int
     source: str
@@ -60,6 +64,7 @@ class _Recipe(NamedTuple):
     matrix: np.ndarray | None   # (rows, n): the product over the first n gathered samples
     low: _Side
     high: _Side
+    taps: tuple = (None, None)  # per side: GhostOperator.taps, for a side whose source is "taps"
 
 
 def _copies(start: int, m: np.ndarray) -> np.ndarray | None:
@@ -95,8 +100,12 @@ def _recipe(op: GhostOperator) -> _Recipe:
     """The gathers and products that apply ``op`` (cached per operator object)."""
     parts = ((op.before, op.low_start, op.low), (op.after, op.high_start, op.high))
     copies = [_copies(start, m) if width else None for width, start, m in parts]
-    products = [bool(width and m.shape[1]) and c is None for (width, _, m), c in zip(parts, copies)]
-    sides = [_Side(width, "zeros") for width, _, _ in parts]
+    taps = [op.taps(i == 1) if width and m.shape[1] and copies[i] is None else None
+            for i, (width, _, m) in enumerate(parts)]
+    products = [bool(width and m.shape[1]) and c is None and t is None
+                for (width, _, m), c, t in zip(parts, copies, taps)]
+    sides = [_Side(width, "taps", i) if t is not None else _Side(width, "zeros")
+             for i, ((width, _, _), t) in enumerate(zip(parts, taps))]
     matrix = None
     if all(products):
         gathers, matrix = _both_products(op)
@@ -118,7 +127,8 @@ def _recipe(op: GhostOperator) -> _Recipe:
     if matrix is not None:
         matrix = np.array(matrix)
         matrix.setflags(write=False)
-    return _Recipe(gathers, matrix, sides[0], sides[1])
+    taps = tuple(None if t is None else (t[0].ravel().astype(np.int32), t[1]) for t in taps)
+    return _Recipe(gathers, matrix, sides[0], sides[1], taps)
 
 
 def _gather(x: jax.Array, axis: int, index: np.ndarray | None) -> jax.Array:
@@ -159,6 +169,11 @@ def pad_axis(x: jax.Array, axis: int, op: GhostOperator) -> jax.Array:
             return None
         if side.source == "zeros":
             return jnp.zeros(x.shape[:axis] + (side.width,) + x.shape[axis + 1:], x.dtype)
+        if side.source == "taps":
+            index, weights = r.taps[side.start]
+            picked = _gather(x, axis, index).reshape(x.shape[:axis] + weights.shape + x.shape[axis + 1:])
+            w = jnp.asarray(weights.reshape(weights.shape + (1,) * (x.ndim - axis - 1)), x.dtype)
+            return jnp.sum(picked * w, axis=axis + 1)
         base = srcs[0] if side.source == "copy" else products[side.gather]
         return lax.slice_in_dim(base, side.start, side.start + side.width, axis=axis)
 

@@ -43,28 +43,22 @@ SMALL_MAP_MAX = 6144
 
 
 class Taps(NamedTuple):
-    """A side whose ghosts each read only some samples of their run (reflect, replicate, circular,
-    order 0, or a dilated kernel's lattice): ``index`` the samples, ``count`` per ghost (rows that
-    read fewer repeat one of theirs with weight 0), rows outermost ghost first; ``weights``
-    ``(ghosts, count)``, empty where each ghost is one sample copied. Gathering them keeps a NaN or inf out of the ghosts that do not read it (a product
-    over the whole run would carry it in through a zero weight)."""
+    """:meth:`diffconv.boundary.GhostOperator.taps` of one side: ``index`` the samples, ``count``
+    per ghost, rows outermost ghost first; ``weights`` ``(ghosts, count)``, empty where each ghost
+    is one sample copied."""
 
     index: tuple[int, ...]
     count: int
     weights: Matrix
 
 
-def _taps(matrix: np.ndarray, start: int) -> Taps | None:
-    rows = [np.flatnonzero(r) for r in matrix]
-    if not rows or all(len(r) == matrix.shape[1] for r in rows) or any(len(r) == 0 for r in rows):
+def _taps(op: GhostOperator, high: bool) -> Taps | None:
+    found = op.taps(high)
+    if found is None:
         return None
-    # Rows that read fewer samples repeat one of their own with weight 0: no sample it does not read.
-    count = max(len(r) for r in rows)
-    cols = [np.concatenate([r, np.full(count - len(r), r[0])]) for r in rows]
-    weights = np.array([[matrix[i, c] if j < len(rows[i]) else 0.0 for j, c in enumerate(cs)]
-                        for i, cs in enumerate(cols)])
-    copies = count == 1 and (weights == 1).all()
-    return Taps(tuple(start + int(c) for cs in cols for c in cs), count, () if copies else _matrix(weights))
+    index, weights = found
+    copies = index.shape[1] == 1 and (weights == 1).all()
+    return Taps(tuple(int(i) for i in index.ravel()), index.shape[1], () if copies else _matrix(weights))
 
 
 class AxisGhosts(NamedTuple):
@@ -99,7 +93,7 @@ class AxisGhosts(NamedTuple):
         ghosts = tuple(range(op.before)) + tuple(range(op.before + L, op.before + L + op.after))
         dense = _matrix(op.dense().T) if L <= DENSE_FOLD_MAX else ()
         return cls(dim, L, op.before, op.after, op.low_start, _matrix(op.low), op.high_start, _matrix(op.high),
-                   _matrix(fold), sources, ghosts, dense, _taps(op.low, op.low_start), _taps(op.high, op.high_start))
+                   _matrix(fold), sources, ghosts, dense, _taps(op, False), _taps(op, True))
 
     @property
     def is_identity(self) -> bool:
