@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from diffconv.reference import reference_conv
+import oracle
 
 
 def to_torch_kernel(k: np.ndarray) -> np.ndarray:
@@ -21,13 +21,13 @@ def to_torch_kernel(k: np.ndarray) -> np.ndarray:
     return np.transpose(k, (k.ndim - 1, k.ndim - 2) + tuple(range(k.ndim - 2)))
 
 
-def reference_cl(x, kernel, bias=None, strides=1, dilation=1, groups=1, edge_kernel=None, edge_bias=None):
-    """:func:`diffconv.reference.reference_conv` (the paper's transformed-kernel form) channels-last."""
-    y = reference_conv(
+def oracle_cl(x, kernel, bias=None, strides=1, dilation=1, groups=1, edge_kernel=None, edge_bias=None):
+    """:func:`oracle.diff_conv` (the padding and VALID convolution written in the tests) channels-last."""
+    y = oracle.diff_conv(
         np.moveaxis(np.asarray(x, np.float64), -1, 1), to_torch_kernel(np.asarray(kernel, np.float64)),
         None if bias is None else np.asarray(bias, np.float64), strides, dilation, groups,
-        None if edge_kernel is None else to_torch_kernel(np.asarray(edge_kernel, np.float64)),
-        None if edge_bias is None else np.asarray(edge_bias, np.float64),
+        edge_weight=None if edge_kernel is None else to_torch_kernel(np.asarray(edge_kernel, np.float64)),
+        edge_bias=None if edge_bias is None else np.asarray(edge_bias, np.float64),
     )
     return np.moveaxis(y, 1, -1)
 

@@ -1,4 +1,4 @@
-"""diffconv.jax.conv against two truths: the paper's transformed-kernel form, and the exact-fraction
+"""diffconv.jax.conv against two truths: the oracle (tests/oracle.py), and the exact-fraction
 ghost extension written in the tests (jaxtest_helpers.truth_conv), on long and on short axes."""
 
 import jax
@@ -9,7 +9,7 @@ from jax import lax
 
 from diffconv.jax import conv, functional as F
 
-from jaxtest_helpers import extend, reference_cl, rel_err, truth_conv, valid_conv_np, widths
+from jaxtest_helpers import extend, oracle_cl, rel_err, truth_conv, valid_conv_np, widths
 
 # (spatial lengths, kernel size, strides, dilation, groups): non-square kernels and images,
 # images exactly k*d long, every kernel size 1..9 somewhere.
@@ -27,7 +27,7 @@ CASES = [
 
 
 @pytest.mark.parametrize("lengths,ks,strides,dilation,groups", CASES)
-def test_matches_transformed_kernel_reference(x64, lengths, ks, strides, dilation, groups):
+def test_matches_the_oracle(x64, lengths, ks, strides, dilation, groups):
     rng = np.random.default_rng(len(lengths) * 100 + sum(ks))
     c_in, c_out = 2 * groups, 3 * groups
     x = rng.standard_normal((2, *lengths, c_in))
@@ -41,8 +41,8 @@ def test_matches_transformed_kernel_reference(x64, lengths, ks, strides, dilatio
         return conv(x, k, b, **opts), conv(x, k, None, edge_kernel=ek, edge_bias=eb, **opts)
 
     plain, edge = both(x, k, b, ek, eb)
-    want_plain = reference_cl(x, k, b, strides, dilation, groups)
-    want_edge = reference_cl(x, k, None, strides, dilation, groups, ek, eb)
+    want_plain = oracle_cl(x, k, b, strides, dilation, groups)
+    want_edge = oracle_cl(x, k, None, strides, dilation, groups, ek, eb)
     assert plain.shape == want_plain.shape
     assert plain.dtype == jnp.float64
     assert rel_err(plain, want_plain) < 1e-12
