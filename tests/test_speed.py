@@ -175,6 +175,22 @@ def test_speed_torch_compile_runs_the_compiled_models(compiled, tmp_path):
     assert r["compile_method"].startswith("torch.compile" if compiled else "eager")
 
 
+@pytest.mark.slow
+def test_speed_compiles_a_monai_network_that_breaks_the_graph(tmp_path):
+    """MONAI's BasicUNet calls ``torch.jit.isinstance``, which dynamo will not trace: under
+    ``--torch-compile`` it compiles in parts (fullgraph would raise), all three variants."""
+    pytest.importorskip("monai")
+    torch._dynamo.reset()
+    path = tmp_path / "speed.json"
+    argv = ["speed", "--quick", "--framework", "torch", "--models", "basicunet", "--torch-compile", "eager",
+            "--json", str(path)]
+    assert main(argv) == 0
+    (r,) = json.loads(path.read_text())["results"]
+    assert r["compile_method"].startswith("torch.compile")
+    assert all(r[f"compile_{v}_s"] > 0 for v in ("zero", "reflect", "diff"))
+    assert math.isfinite(r["time_ratio_diff_reflect"])
+
+
 def test_paired_ratio_is_the_median_of_per_round_ratios():
     """Per-round ratios 1.5, 1, 1.5, 0.5: their median is 1.25, while the ratio of the two
     medians (3 / 3) is 1; the report keeps both."""

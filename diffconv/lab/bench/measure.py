@@ -103,16 +103,18 @@ def torch_peak(step: Step, device: str) -> int:
     return torch.cuda.max_memory_allocated() - base
 
 
-def torch_train_step(net: Any, x: Any, target: Any, *, adam: bool, compile_backend: str | None = None) -> Step:
+def torch_train_step(net: Any, x: Any, target: Any, *, adam: bool, compile_backend: str | None = None,
+                     fullgraph: bool = True) -> Step:
     """One step of ``net`` on ``x``: MSE against ``target`` (``net(x)``'s shape), backward, and an
-    Adam update (lr 1e-4) with ``adam``; under ``torch.compile(fullgraph=True)`` with ``compile_backend``.
+    Adam update (lr 1e-4) with ``adam``; under ``torch.compile(fullgraph=fullgraph)`` with
+    ``compile_backend``.
 
     The step drops its gradients at its end, so that it frees only what it allocated (a memory
     probe of one step then sees no frees of earlier steps' buffers)."""
     import torch
 
     opt = torch.optim.Adam(net.parameters(), lr=1e-4) if adam else None
-    forward = torch.compile(net, fullgraph=True, backend=compile_backend) if compile_backend else net
+    forward = torch.compile(net, fullgraph=fullgraph, backend=compile_backend) if compile_backend else net
 
     def step() -> None:
         torch.nn.functional.mse_loss(forward(x), target).backward()

@@ -48,7 +48,9 @@ class BenchModel:
     ``size_multiple``: the side must be a multiple of it; ``input_divisor``: the input's side is
     the image side divided by it (an upsampling model's output has the image side); ``dims``:
     spatial dimensions; ``channels`` / ``kernel_size``: fixed width / kernel (``None``: taken
-    from ``--channels`` / ``--kernel-sizes``); ``requires``: modules the model imports.
+    from ``--channels`` / ``--kernel-sizes``); ``requires``: modules the model imports;
+    ``fullgraph``: ``--torch-compile`` compiles it whole (``False``: the model's own code breaks
+    the graph, and dynamo splits it there).
     """
 
     name: str
@@ -66,6 +68,7 @@ class BenchModel:
     kernel_size: int | None = None
     variants: tuple[str, ...] = ("zero", "diff")
     requires: tuple[str, ...] = ()
+    fullgraph: bool = True
 
 
 MODELS: dict[str, BenchModel] = {}
@@ -165,6 +168,7 @@ def _monai(name: str, cls: str, *, width: int, size: int, size_multiple: int, di
         name, torch=monai_builder(cls, spatial_dims=dims, in_channels=1, out_channels=2, **kwargs), jax=None,
         in_channels=lambda c: 1, batch=batch, size=size, quick_size=2 * size_multiple, size_multiple=size_multiple,
         dims=dims, channels=width, kernel_size=3, variants=MONAI_VARIANTS, requires=("monai",),
+        fullgraph=False,                    # MONAI's forward calls torch.jit.isinstance, which dynamo skips
     ))
     return name
 

@@ -137,7 +137,8 @@ def run_torch(spec: BenchModel, k: int, settings: dict[str, Any], device: str, d
         out_shape = nets["zero"](x).shape
     target = torch.randn(out_shape, generator=g).to(device, dtype)
     backend = settings.get("torch_compile")
-    cases = [(v, measure.torch_train_step(net, x, target, adam=spec.adam, compile_backend=backend))
+    cases = [(v, measure.torch_train_step(net, x, target, adam=spec.adam, compile_backend=backend,
+                                          fullgraph=spec.fullgraph))
              for v, net in nets.items()]
 
     def sync() -> None:

@@ -65,8 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(mallopt M_TRIM_THRESHOLD), so that each step does not page-fault its buffers in "
                              "again; applies to every variant (see docs/benchmarks.md)")
     parser.add_argument("--torch-compile", nargs="?", const="inductor", default=None, metavar="BACKEND",
-                        help="run the torch models through torch.compile(fullgraph=True) with BACKEND (default "
-                             "inductor); its first step (the compilation) is timed apart. JAX steps are always jitted")
+                        help="run the torch models through torch.compile(fullgraph=True; MONAI's networks break the "
+                             "graph themselves and compile in parts) with BACKEND (default inductor); its first step "
+                             "(the compilation) is timed apart. JAX steps are always jitted")
     parser.add_argument("--json", type=str, default=None, metavar="PATH", help="write the results as JSON")
     parser.add_argument("--quick", action="store_true",
                         help="tiny shapes and 2 repeats: checks that everything runs, numbers mean little")
