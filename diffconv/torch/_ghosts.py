@@ -43,12 +43,11 @@ SMALL_MAP_MAX = 6144
 
 
 class Taps(NamedTuple):
-    """:meth:`diffconv.boundary.GhostOperator.taps` of one side: ``index`` the samples, ``count``
-    per ghost, rows outermost ghost first; ``weights`` ``(ghosts, count)``, empty where each ghost
-    is one sample copied."""
+    """:meth:`diffconv.boundary.GhostOperator.taps` of one side: ``index`` the samples each ghost
+    reads, flattened, rows outermost ghost first; ``weights`` ``(ghosts, count)``, empty where each
+    ghost is one sample copied."""
 
     index: tuple[int, ...]
-    count: int
     weights: Matrix
 
 
@@ -58,7 +57,7 @@ def _taps(op: GhostOperator, high: bool) -> Taps | None:
         return None
     index, weights = found
     copies = index.shape[1] == 1 and (weights == 1).all()
-    return Taps(tuple(int(i) for i in index.ravel()), index.shape[1], () if copies else _matrix(weights))
+    return Taps(tuple(int(i) for i in index.ravel()), () if copies else _matrix(weights))
 
 
 class AxisGhosts(NamedTuple):
