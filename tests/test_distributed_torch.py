@@ -32,6 +32,7 @@ WORKER = textwrap.dedent(
     x, y = data()
     F.mse_loss(net(x.chunk(WORLD)[rank]), y.chunk(WORLD)[rank]).backward()
     torch.save({n: p.grad for n, p in net.module.named_parameters()}, f"{out}/grads{rank}.pt")
+    dist.barrier()          # neither rank tears gloo down while the other still talks to it
     dist.destroy_process_group()
     """
 )
