@@ -2,23 +2,26 @@
 
 :class:`GhostConv` runs any layer (convolution or transposed, any dimension, stride, dilation,
 kernel, dtype, boundary, edge kernel and boundary switch). Forward pads ``x`` with its ghosts
-(:func:`~diffconv.torch._ghosts.pad`) and runs the framework's own convolution on it, unpadded
-(a transposed one with the padding raised by the ghosts it added). It saves what the
-convolution with ``padding='same'`` saves: ``x`` and the parameters. Backward pads ``x`` again,
-takes every gradient from one ``convolution_backward`` and folds the padded input's gradient
-onto ``x`` (:func:`~diffconv.torch._ghosts.fold`). With an edge kernel or the switch, the
-boundary output boxes are convolved again from views of the padded input with the edge
-parameters and written over.
+and runs the framework's own convolution on it, unpadded (a transposed one with the padding
+raised by the ghosts it added). It saves what the convolution with ``padding='same'`` saves:
+``x`` and the parameters. Backward pads ``x`` again, takes the gradients from
+``convolution_backward`` and folds the padded input's gradient onto ``x``. The padding and its
+fold are one C++ pass each on the CPU (:mod:`~diffconv.torch._native`), else the PyTorch
+operations of :mod:`~diffconv.torch._ghosts`. With an edge kernel or the switch, the boundary
+output boxes are convolved again from views of the padded input with the edge parameters and
+written over.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
+from . import _native
 from ._ghosts import SMALL_MAP_MAX, AxisGhosts, fold, pad, repad
 
 CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
@@ -90,8 +93,9 @@ class GhostConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w, b, we, be, lay, groups, boundary_input_grad):
         ctx.lay, ctx.groups, ctx.bgrad = lay, groups, boundary_input_grad
+        plan = _native.plan_for(x, lay.axes)
         sides: list = []
-        buf = pad(x, lay.axes, sides)
+        buf = plan.pad(x) if plan is not None else pad(x, lay.axes, sides)
         if not _small(buf, lay):
             sides = []
         ctx.save_for_backward(x, w, b, we, be, *(t for side in sides for t in side))
@@ -139,17 +143,22 @@ def _conv_backward(g, inp, w, bias: bool, lay: Layout, groups: int, mask):
 
 def _grads(lay: Layout, groups: int, bgrad: bool, g, x, w, b, we, be, sides, needs):
     need_x, need_w, need_b, need_we, need_be = needs
-    buf = repad(x, lay.axes, sides) if sides else pad(x, lay.axes)
+    plan = _native.plan_for(x, lay.axes)
+    if plan is not None:
+        buf, unpad = plan.pad(x), plan.fold
+    else:
+        buf = repad(x, lay.axes, sides) if sides else pad(x, lay.axes)
+        unpad = functools.partial(fold, axes=lay.axes)
     if not lay.special and _joint(buf, lay):
         d_buf, dw, db = _conv_backward(g, buf, w, b is not None, lay, groups, [need_x, need_w, need_b])
-        return (fold(d_buf, lay.axes) if need_x else None), dw, db, None, None
+        return (unpad(d_buf) if need_x else None), dw, db, None, None
     if not lay.special:
         # The parameters' gradients first, then the padded input goes before its gradient comes:
         # the two are never alive together, so backward holds what zero padding's holds.
         _, dw, db = _conv_backward(g, buf, w, b is not None, lay, groups, [False, need_w, need_b])
         shape = buf.shape
         del buf
-        return (fold(_input_grad(g, w, lay, groups, shape), lay.axes) if need_x else None), dw, db, None, None
+        return (unpad(_input_grad(g, w, lay, groups, shape)) if need_x else None), dw, db, None, None
     # Boundary outputs came from the edge parameters: the main ones see the others' gradient only.
     g_main = g.clone()
     w_e, b_e = (w if we is None else we), (b if be is None else be)
@@ -176,7 +185,7 @@ def _grads(lay: Layout, groups: int, bgrad: bool, g, x, w, b, we, be, sides, nee
                 dbe = gb if dbe is None else dbe + gb
             else:
                 db = db + gb
-    return (fold(d_buf, lay.axes) if need_x else None), dw, db, dwe, dbe
+    return (unpad(d_buf) if need_x else None), dw, db, dwe, dbe
 
 
 def _input_grad(g: torch.Tensor, w: torch.Tensor, lay: Layout, groups: int, shape: torch.Size) -> torch.Tensor:
