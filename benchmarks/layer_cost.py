@@ -3,7 +3,7 @@
 For each map size and kernel: ``zeros`` (``nn.Conv2d(padding='same')``), ``reflect`` and
 ``circular`` (``padding_mode``), and DiffConv with ``boundary="diff"`` and with
 ``boundary="circular"``, alternated in one process (median of per-round ratios to zero padding),
-with the top-level aten operations each issues (torch.profiler).
+with the top-level operations each issues (aten's and DiffConv's C++ ghost kernels', torch.profiler).
 
     python benchmarks/layer_cost.py --sizes 12 24 48 96 --channels 8 32 --threads 1 --cpu-time
 """
@@ -41,8 +41,9 @@ def op_count(run) -> int:
     run()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         run()
-    return sum(1 for e in prof.events() if e.name.startswith("aten::")
-               and (e.cpu_parent is None or not e.cpu_parent.name.startswith("aten::")))
+    ops = ("aten::", "diffconv::")
+    return sum(1 for e in prof.events() if e.name.startswith(ops)
+               and (e.cpu_parent is None or not e.cpu_parent.name.startswith(ops)))
 
 
 def main() -> None:
