@@ -133,6 +133,15 @@ class GhostOperator:
         """No ghosts at all: padding leaves the axis as it is."""
         return not (self.before or self.after)
 
+    def copies(self, high: bool) -> np.ndarray | None:
+        """Where each ghost of one side is one sample copied (reflect, replicate, circular, order
+        0): the absolute index of that sample, per ghost (outermost first). ``None`` otherwise,
+        and for a side with no ghosts or zero ghosts."""
+        start, m = (self.high_start, self.high) if high else (self.low_start, self.low)
+        if m.size == 0 or not np.isin(m, (0.0, 1.0)).all() or not (m.sum(axis=1) == 1).all():
+            return None
+        return start + np.argmax(m, axis=1)
+
     def taps(self, high: bool) -> tuple[np.ndarray, np.ndarray] | None:
         """Where each ghost of one side reads only some samples of its run (reflect, replicate,
         circular, order 0, a dilated kernel's lattice): ``(index, weights)``, the absolute

@@ -31,6 +31,11 @@ def test_every_side_rule_is_the_oracle_padding_exactly(length, k, d, low, high):
             continue
         want = np.array(oracle.pad_matrix(length, before, after, (low, high), k, d, order), dtype=float)
         np.testing.assert_array_equal(op.dense(), want)
+        for side, rows in ((False, want[:before]), (True, want[before + length:])):
+            copied = [np.flatnonzero(r)[0] if len(np.flatnonzero(r)) == 1 and r.max() == 1.0 else None for r in rows]
+            expect = None if not len(rows) or None in copied else np.array(copied)
+            got = op.copies(side)
+            assert (got is None) == (expect is None) and (got is None or np.array_equal(got, expect)), (side, got, rows)
 
 
 @pytest.mark.parametrize("k, d, length", [(3, 1, 10), (5, 2, 30), (7, 1, 7), (4, 3, 5), (6, 1, 100)])

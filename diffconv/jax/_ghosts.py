@@ -67,13 +67,6 @@ class _Recipe(NamedTuple):
     taps: tuple = (None, None)  # per side: GhostOperator.taps, for a side whose source is "taps"
 
 
-def _copies(start: int, m: np.ndarray) -> np.ndarray | None:
-    """Absolute sample indices if every row of ``m`` copies one sample (a 0/1 row summing to 1)."""
-    if m.size == 0 or not np.isin(m, (0.0, 1.0)).all() or not (m.sum(axis=1) == 1).all():
-        return None
-    return start + np.argmax(m, axis=1)
-
-
 def _both_products(op: GhostOperator) -> tuple[tuple, np.ndarray]:
     """The two gathers and the one matrix of two product sides (see the module docstring)."""
     lo_run = np.arange(op.low_start, op.low_start + op.low.shape[1])
@@ -99,7 +92,7 @@ def _both_products(op: GhostOperator) -> tuple[tuple, np.ndarray]:
 def _recipe(op: GhostOperator) -> _Recipe:
     """The gathers and products that apply ``op`` (cached per operator object)."""
     parts = ((op.before, op.low_start, op.low), (op.after, op.high_start, op.high))
-    copies = [_copies(start, m) if width else None for width, start, m in parts]
+    copies = [op.copies(i == 1) if width else None for i, (width, _, _) in enumerate(parts)]
     taps = [op.taps(i == 1) if width and m.shape[1] and copies[i] is None else None
             for i, (width, _, m) in enumerate(parts)]
     products = [bool(width and m.shape[1]) and c is None and t is None

@@ -52,12 +52,14 @@ class Taps(NamedTuple):
 
 
 def _taps(op: GhostOperator, high: bool) -> Taps | None:
+    copied = op.copies(high)
+    if copied is not None:
+        return Taps(tuple(int(i) for i in copied), ())
     found = op.taps(high)
     if found is None:
         return None
     index, weights = found
-    copies = index.shape[1] == 1 and (weights == 1).all()
-    return Taps(tuple(int(i) for i in index.ravel()), () if copies else _matrix(weights))
+    return Taps(tuple(int(i) for i in index.ravel()), _matrix(weights))
 
 
 class AxisGhosts(NamedTuple):
