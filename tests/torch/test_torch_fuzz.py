@@ -14,6 +14,9 @@ from hypothesis import strategies as st  # noqa: E402
 
 from test_torch_polynomial import check_polynomial_exactness  # noqa: E402
 
+
+BOTH_PADDINGS = False     # random shapes, on the default padding only (conftest.ghost_kernels)
+
 # 25 under the default profiles (ci, dev), scaled with the profile (thorough: 125)
 EXAMPLES = int(os.environ.get("DIFFCONV_FUZZ_EXAMPLES", 25 * settings.default.max_examples // 100))
 
