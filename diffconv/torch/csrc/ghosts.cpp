@@ -114,27 +114,20 @@ class Plan {
       const Axis& last = axes_[nd - 1];
       const int64_t L = last.length;
       // Each row of the last axis: copied in, then its own ghosts.
-      const int64_t rows = P * interior(nd - 1);
-      at::parallel_for(0, rows, std::max<int64_t>(1, 32768 / std::max<int64_t>(L, 1)), [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r) {
-          scalar_t* row = y + block_offset(r, axes_, nd - 1, ps);
-          std::memcpy(row + last.before, x + r * L, L * sizeof(scalar_t));
-          for (int64_t g = 0; g < last.low.rows(); ++g) combine(row + g, row, 1, last.before, last.low, g, 1);
-          for (int64_t g = 0; g < last.high.rows(); ++g) combine(row + last.high.first + g, row, 1, last.before, last.high, g, 1);
-        }
+      each_block(nd - 1, P, ps, row_grain(L), y, [&](int64_t r, scalar_t* row) {
+        std::memcpy(row + last.before, x + r * L, L * sizeof(scalar_t));
+        for (const Side* s : {&last.low, &last.high})
+          for (int64_t g = 0; g < s->rows(); ++g) combine(row + s->first + g, row, 1, last.before, *s, g, 1);
       });
       // Earlier axes, last first: ghost hyperplanes over the full extent of the later axes.
       for (int64_t a = nd - 2; a >= 0; --a) {
         const Axis& ax = axes_[a];
         if (ax.before == 0 && ax.after == 0) continue;
-        const int64_t inner = ps[a], blocks = P * interior(a);
-        at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
-          for (int64_t b = b0; b < b1; ++b) {
-            scalar_t* blk = y + block_offset(b, axes_, a, ps);
-            for (int64_t g = 0; g < ax.low.rows(); ++g) combine(blk + g * inner, blk, inner, ax.before, ax.low, g, inner);
-            for (int64_t g = 0; g < ax.high.rows(); ++g)
-              combine(blk + (ax.high.first + g) * inner, blk, inner, ax.before, ax.high, g, inner);
-          }
+        const int64_t inner = ps[a];
+        each_block(a, P, ps, 1, y, [&](int64_t, scalar_t* blk) {
+          for (const Side* s : {&ax.low, &ax.high})
+            for (int64_t g = 0; g < s->rows(); ++g)
+              combine(blk + (s->first + g) * inner, blk, inner, ax.before, *s, g, inner);
         });
       }
     });
@@ -162,27 +155,20 @@ class Plan {
       for (int64_t a = 0; a + 1 < nd; ++a) {
         const Axis& ax = axes_[a];
         if (ax.before == 0 && ax.after == 0) continue;
-        const int64_t inner = ps[a], blocks = P * interior(a);
-        at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
-          for (int64_t b = b0; b < b1; ++b) {
-            scalar_t* blk = gy + block_offset(b, axes_, a, ps);
-            for (int64_t g = 0; g < ax.low.rows(); ++g) spread(blk, blk + g * inner, inner, ax.before, ax.low, g, inner);
-            for (int64_t g = 0; g < ax.high.rows(); ++g)
-              spread(blk, blk + (ax.high.first + g) * inner, inner, ax.before, ax.high, g, inner);
-          }
+        const int64_t inner = ps[a];
+        each_block(a, P, ps, 1, gy, [&](int64_t, scalar_t* blk) {
+          for (const Side* s : {&ax.low, &ax.high})
+            for (int64_t g = 0; g < s->rows(); ++g)
+              spread(blk, blk + (s->first + g) * inner, inner, ax.before, *s, g, inner);
         });
       }
       const Axis& last = axes_[nd - 1];
       const int64_t L = last.length;
-      const int64_t rows = P * interior(nd - 1);
-      at::parallel_for(0, rows, std::max<int64_t>(1, 32768 / std::max<int64_t>(L, 1)), [&](int64_t r0, int64_t r1) {
-        for (int64_t r = r0; r < r1; ++r) {
-          const scalar_t* row = gy + block_offset(r, axes_, nd - 1, ps);
-          scalar_t* dst = gx + r * L;
-          std::memcpy(dst, row + last.before, L * sizeof(scalar_t));
-          for (int64_t g = 0; g < last.low.rows(); ++g) spread(dst, row + g, 1, 0, last.low, g, 1);
-          for (int64_t g = 0; g < last.high.rows(); ++g) spread(dst, row + last.high.first + g, 1, 0, last.high, g, 1);
-        }
+      each_block(nd - 1, P, ps, row_grain(L), gy, [&](int64_t r, scalar_t* row) {
+        scalar_t* dst = gx + r * L;
+        std::memcpy(dst, row + last.before, L * sizeof(scalar_t));
+        for (const Side* s : {&last.low, &last.high})
+          for (int64_t g = 0; g < s->rows(); ++g) spread(dst, row + s->first + g, 1, 0, *s, g, 1);
       });
     });
     return out;
@@ -190,6 +176,19 @@ class Plan {
 
  private:
   std::vector<Axis> axes_;
+
+  // fn(b, block) for each block b of axis a (one per sample, channel and interior position of
+  // the earlier axes; `block` its start in the padded layout at `data`), in parallel.
+  template <typename scalar_t, typename F>
+  void each_block(int64_t a, int64_t P, const std::vector<int64_t>& ps, int64_t grain, scalar_t* data,
+                  const F& fn) const {
+    at::parallel_for(0, P * interior(a), grain, [&](int64_t b0, int64_t b1) {
+      for (int64_t b = b0; b < b1; ++b) fn(b, data + block_offset(b, axes_, a, ps));
+    });
+  }
+
+  // Rows of the last axis per thread: about 32k samples.
+  static int64_t row_grain(int64_t L) { return std::max<int64_t>(1, 32768 / std::max<int64_t>(L, 1)); }
 
   int64_t interior(int64_t a) const {
     int64_t n = 1;
