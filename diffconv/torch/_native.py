@@ -71,13 +71,13 @@ def disabled() -> Iterator[None]:
         _state["enabled"] = before
 
 
-def _rows(matrix: Matrix, start: int) -> list[list[tuple[int, float]]]:
+def side_rows(matrix: Matrix, start: int) -> list[list[tuple[int, float]]]:
     """One side's ghosts as, per ghost, the (sample, weight) pairs of its nonzero weights."""
     return [[(start + j, v) for j, v in enumerate(row) if v != 0.0] for row in matrix]
 
 
 def _build(axes: Sequence[AxisGhosts]) -> Any:
-    spec = [(g.length, g.before, g.after, _rows(g.low, g.low_start), _rows(g.high, g.high_start)) for g in axes]
+    spec = [(g.length, g.before, g.after, side_rows(g.low, g.low_start), side_rows(g.high, g.high_start)) for g in axes]
     return kernels().Plan(spec)
 
 

@@ -9,7 +9,8 @@ raised by the ghosts it added). It saves what the convolution with ``padding='sa
 fold are one C++ pass each on the CPU (:mod:`~diffconv.torch._native`), else the PyTorch
 operations of :mod:`~diffconv.torch._ghosts`. With an edge kernel or the switch, the boundary
 output boxes are convolved again from views of the padded input with the edge parameters and
-written over.
+written over. A transposed layer on the C++ kernels runs the plain layer plus its ghost ring
+instead (:mod:`~diffconv.torch._ring`), the same values without the padded input.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 
 from . import _native
 from ._ghosts import SMALL_MAP_MAX, AxisGhosts, fold, pad, repad
+from ._ring import plain_padding, ring_for, ring_forward, ring_grads
 
 CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 CONV_TRANSPOSE = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
@@ -94,6 +96,11 @@ class GhostConv(torch.autograd.Function):
     def forward(ctx, x, w, b, we, be, lay, groups, boundary_input_grad):
         ctx.lay, ctx.groups, ctx.bgrad = lay, groups, boundary_input_grad
         plan = _native.plan_for(x, lay.axes)
+        if plan is not None and lay.transposed:          # the plain layer and its ghost ring
+            ctx.save_for_backward(x, w, b, we, be)
+            y = CONV_TRANSPOSE[x.dim() - 2](x, w, b, lay.strides, plain_padding(lay), lay.output_padding, groups,
+                                            lay.dilations)
+            return ring_forward(y, x, w, ring_for(lay, tuple(w.shape[2:]), tuple(y.shape[2:])), groups)
         sides: list = []
         buf = plan.pad(x) if plan is not None else pad(x, lay.axes, sides)
         if not _small(buf, lay):
@@ -119,8 +126,8 @@ class GhostConv(torch.autograd.Function):
 # gradient; on larger ones the padded input is freed before its gradient comes (from a transposed
 # convolution), so that backward holds no more than zero padding's. In 3-D the transposed
 # convolution itself holds more than the joint backward up to 16^3 maps (MONAI's DynUNet: peak
-# 0.95x zero padding's joint, 1.27x split). Transposed layers take neither: a decoder's maps are
-# all small, and both raised its peak memory (1.04x zero padding's to 1.10-1.17x).
+# 0.95x zero padding's joint, 1.27x split). Transposed layers on the PyTorch operations take
+# neither: a decoder's maps are all small, and both raised its peak memory.
 JOINT_BACKWARD_MAX = {1: 1024, 2: 1024, 3: 6144}
 
 
@@ -144,6 +151,8 @@ def _conv_backward(g, inp, w, bias: bool, lay: Layout, groups: int, mask):
 def _grads(lay: Layout, groups: int, bgrad: bool, g, x, w, b, we, be, sides, needs):
     need_x, need_w, need_b, need_we, need_be = needs
     plan = _native.plan_for(x, lay.axes)
+    if plan is not None and lay.transposed:
+        return (*ring_grads(g, x, w, b is not None, lay, groups, (need_x, need_w, need_b)), None, None)
     if plan is not None:
         buf, unpad = plan.pad(x), plan.fold
     else:

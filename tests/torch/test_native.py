@@ -7,6 +7,7 @@ tests call the kernels directly.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import warnings
 
@@ -152,3 +153,112 @@ def test_disabled_turns_the_kernels_off_and_back_on():
     assert (_native.plan_for(x, lay.axes) is None) == (on is None)
     assert _native.plan_for(x.transpose(2, 3), lay.axes) is None     # not contiguous: PyTorch operations
     assert _native.plan_for(x.to(torch.int32), lay.axes) is None
+
+
+# ------------------------------------------------------------- a transposed layer's ghost ring
+
+def _slots(rows, buckets, taps):
+    if _native.kernels() is None:
+        pytest.skip("the C++ ghost kernels are not built here (no compiler or ninja)")
+    return _native.kernels().Slots(rows, buckets, taps)
+
+
+@pytest.mark.parametrize("groups", [1, 2, 3])
+def test_ring_slots_gather_their_rows_and_scatter_is_the_transpose(groups):
+    """``Slots``: each slot the weighted sum its row names (a row in several slots, empty rows and
+    zero slots included), laid out per bucket, tap and group; the scatter is its exact transpose."""
+    rng = np.random.default_rng(groups)
+    S, Q = 30, 7
+    rows = [[(int(i), float(v)) for i, v in zip(rng.choice(S, n, replace=False), rng.normal(size=n))]
+            for n in rng.integers(0, 4, Q)]
+    taps, per = [3, 2], [4, 1]                                        # two buckets
+    buckets = [rng.integers(0, Q + 1, t * p).tolist() for t, p in zip(taps, per)]      # Q: a zero slot
+    ring = _slots(rows, buckets, taps)
+    N, C = 2, 3 * groups
+    x = torch.randn(N, C, 5, 6, dtype=torch.float64)
+    got = ring.gather(x, groups)                                      # per bucket (taps * groups, per * N, C / groups)
+    for slots, t, p, out in zip(buckets, taps, per, got):
+        dense = np.zeros((len(slots), S))                             # slot -> position weights
+        for k, q in enumerate(slots):
+            for i, v in (rows[q] if q < Q else []):
+                dense[k, i] += v
+        want = np.einsum("ks,ncs->knc", dense, x.flatten(2).numpy())  # (slots, N, C)
+        want = want.reshape(t, p, N, groups, C // groups).transpose(0, 3, 1, 2, 4).reshape(out.shape)
+        np.testing.assert_allclose(out.numpy(), want, rtol=1e-13, atol=1e-13)
+    cot = [torch.randn(out.shape, dtype=torch.float64) for out in got]
+    dx = torch.zeros_like(x)
+    ring.scatter_add_(dx, cot)
+    torch.testing.assert_close(sum((o * c).sum() for o, c in zip(got, cot)), (dx * x).sum(), rtol=1e-12, atol=1e-12)
+
+
+def test_ring_taps_are_the_weight_per_tap_and_add_taps_its_transpose():
+    if _native.kernels() is None:
+        pytest.skip("the C++ ghost kernels are not built here (no compiler or ninja)")
+    w = torch.randn(6, 4, 3, 2, dtype=torch.float64)                 # (C_in, C_out/groups, *k), groups 2
+    buckets = [[5, 0, 3], [2]]
+    got = _native.kernels().taps_of(w, buckets, 2)                    # per bucket (taps * groups, C_in/2, C_out/2)
+    shares = [torch.randn(t.shape, dtype=torch.float64) for t in got]
+    dw = torch.zeros_like(w)
+    _native.kernels().add_taps_(dw, shares, buckets)
+    for taps, t in zip(buckets, got):
+        assert torch.equal(t, w.reshape(2, 3, 4, 6)[..., taps].permute(3, 0, 1, 2).reshape(t.shape))
+    torch.testing.assert_close(sum((t * s).sum() for t, s in zip(got, shares)), (dw * w).sum(), rtol=1e-12, atol=1e-12)
+
+
+def _transposed(x, w, b, kernels: bool, **kw):
+    with contextlib.nullcontext() if kernels else _native.disabled():
+        x = x.detach().requires_grad_()
+        w = w.detach().requires_grad_()
+        y = DF.conv_transpose2d(x, w, b, **kw)
+        y.backward(torch.ones_like(y))
+    return y.detach(), x.grad, w.grad
+
+
+@pytest.mark.parametrize("kw", [dict(stride=2, padding=1, output_padding=1), dict(stride=2, padding=2, output_padding=1),
+                                dict(stride=3, padding=0, dilation=2), dict(stride=2, padding=1, groups=2)])
+def test_the_ring_gives_what_the_padded_input_gives(kw):
+    """The plain layer plus its ghost ring (C++) against the convolution of the ghost-padded
+    input (the PyTorch operations), values and gradients."""
+    _slots([], [[0]], [1])
+    x = torch.randn(2, 4, 7, 9, dtype=torch.float64)
+    w = torch.randn(4, 3, 5, 4, dtype=torch.float64)
+    b = torch.randn(3 * kw.get("groups", 1), dtype=torch.float64)
+    for got, want in zip(_transposed(x, w, b, True, **kw), _transposed(x, w, b, False, **kw)):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_the_ring_in_low_precision(dtype):
+    """Within the precision's own error of the float64 layer, as the padded input is."""
+    _slots([], [[0]], [1])
+    x, w = torch.randn(2, 8, 6, 6), torch.randn(8, 4, 3, 3)
+    kw = dict(stride=2, padding=1, output_padding=1)
+    exact = _transposed(x.double(), w.double(), None, True, **kw)
+    ring = _transposed(x.to(dtype), w.to(dtype), None, True, **kw)
+    padded = _transposed(x.to(dtype), w.to(dtype), None, False, **kw)
+    for r, p, e in zip(ring, padded, exact):
+        assert r.dtype == dtype
+        scale = e.abs().max()
+        assert (r.double() - e).abs().max() <= 2 * (p.double() - e).abs().max() + 4e-3 * scale
+
+
+def test_a_nan_reaches_through_the_ring_what_it_reaches_through_the_padded_input():
+    _slots([], [[0]], [1])
+    x, w = torch.randn(1, 2, 6, 6, dtype=torch.float64), torch.randn(2, 2, 3, 3, dtype=torch.float64)
+    x[0, 1, 5, 2] = float("nan")
+    kw = dict(stride=2, padding=1, output_padding=1)
+    for got, want in zip(_transposed(x, w, None, True, **kw), _transposed(x, w, None, False, **kw)):
+        assert torch.equal(torch.isnan(got), torch.isnan(want))
+        torch.testing.assert_close(got.nan_to_num(), want.nan_to_num(), rtol=1e-12, atol=1e-12)
+
+
+def test_the_ring_takes_channels_last_weights():
+    """A channels-last weight makes oneDNN's output channels-last; the ring still adds onto it."""
+    _slots([], [[0]], [1])
+    x = torch.randn(2, 4, 6, 5, dtype=torch.float64)
+    w = torch.randn(4, 3, 3, 3, dtype=torch.float64)
+    kw = dict(stride=2, padding=1, output_padding=1)
+    want = _transposed(x, w, None, False, **kw)
+    got = _transposed(x, w.contiguous(memory_format=torch.channels_last), None, True, **kw)
+    for a, e in zip(got, want):
+        torch.testing.assert_close(a, e, rtol=1e-12, atol=1e-12)
