@@ -240,17 +240,33 @@ class Slots {
       const scalar_t* x = src.data_ptr<scalar_t>();
       scalar_t* r = rows.data_ptr<scalar_t>();
       std::fill(r + Q * NC, r + (Q + 1) * NC, scalar_t(0));
-      each_channel_block(NC, [&](int64_t c0, int64_t m) {
-        for (int64_t q = 0; q < Q; ++q) {
-          acc_t acc[kBlock] = {};
-          for (int64_t t = side_.ptr[q]; t < side_.ptr[q + 1]; ++t) {
-            const scalar_t* col = x + c0 * S + side_.idx[t];
-            const acc_t wt = (acc_t)side_.w[t];
-            for (int64_t i = 0; i < m; ++i) acc[i] += wt * (acc_t)col[i * S];
+      if (S <= kBlockedMax) {
+        at::parallel_for(0, (NC + kBlock - 1) / kBlock, 1, [&](int64_t b0, int64_t b1) {
+          for (int64_t c0 = b0 * kBlock; c0 < std::min(b1 * kBlock, NC); c0 += kBlock) {
+            const int64_t m = std::min(kBlock, NC - c0);
+            for (int64_t q = 0; q < Q; ++q) {
+              acc_t acc[kBlock] = {};
+              for (int64_t t = side_.ptr[q]; t < side_.ptr[q + 1]; ++t) {
+                const scalar_t* col = x + c0 * S + side_.idx[t];
+                const acc_t wt = (acc_t)side_.w[t];
+                for (int64_t i = 0; i < m; ++i) acc[i] += wt * (acc_t)col[i * S];
+              }
+              for (int64_t i = 0; i < m; ++i) r[q * NC + c0 + i] = (scalar_t)acc[i];
+            }
           }
-          for (int64_t i = 0; i < m; ++i) r[q * NC + c0 + i] = (scalar_t)acc[i];
-        }
-      });
+        });
+      } else {
+        at::parallel_for(0, NC, 16, [&](int64_t c0, int64_t c1) {
+          for (int64_t ch = c0; ch < c1; ++ch) {
+            const scalar_t* chan = x + ch * S;
+            for (int64_t q = 0; q < Q; ++q) {
+              acc_t acc = 0;
+              for (int64_t t = side_.ptr[q]; t < side_.ptr[q + 1]; ++t) acc += (acc_t)side_.w[t] * (acc_t)chan[side_.idx[t]];
+              r[q * NC + ch] = (scalar_t)acc;
+            }
+          }
+        });
+      }
       // out[b][(tap, group), (p, n), :] = rows[slot (tap, p)][n, group's channels]
       for (size_t b = 0; b < buckets_.size(); ++b) {
         const auto& slots = buckets_[b];
@@ -295,7 +311,7 @@ class Slots {
         for (int64_t blk = b0; blk < b1; ++blk) {
           const int64_t n = blk / per / groups, gi = blk / per % groups, cc = blk % per * kBlock;
           const int64_t m = std::min(kBlock, c - cc), c0 = n * C + gi * c + cc;
-          std::fill(rows.begin(), rows.end(), acc_t(0));
+          std::fill(rows.begin(), rows.end(), acc_t(0));             // (Q + 1) x kBlock
           for (size_t b = 0; b < buckets_.size(); ++b) {
             const auto& slots = buckets_[b];
             const int64_t P = (int64_t)slots.size() / taps_[b];
@@ -306,12 +322,23 @@ class Slots {
               for (int64_t i = 0; i < m; ++i) row[i] += (acc_t)slot[i];
             }
           }
-          for (int64_t q = 0; q < Q; ++q) {
-            const acc_t* row = rows.data() + q * kBlock;
-            for (int64_t t = side_.ptr[q]; t < side_.ptr[q + 1]; ++t) {
-              scalar_t* col = x + c0 * S + side_.idx[t];
-              const acc_t wt = (acc_t)side_.w[t];
-              for (int64_t i = 0; i < m; ++i) col[i * S] = (scalar_t)((acc_t)col[i * S] + wt * row[i]);
+          if (S <= kBlockedMax) {
+            for (int64_t q = 0; q < Q; ++q) {
+              const acc_t* row = rows.data() + q * kBlock;
+              for (int64_t t = side_.ptr[q]; t < side_.ptr[q + 1]; ++t) {
+                scalar_t* col = x + c0 * S + side_.idx[t];
+                const acc_t wt = (acc_t)side_.w[t];
+                for (int64_t i = 0; i < m; ++i) col[i * S] = (scalar_t)((acc_t)col[i * S] + wt * row[i]);
+              }
+            }
+          } else {
+            for (int64_t i = 0; i < m; ++i) {
+              scalar_t* chan = x + (c0 + i) * S;
+              for (int64_t q = 0; q < Q; ++q) {
+                const acc_t v = rows[q * kBlock + i];
+                for (int64_t t = side_.ptr[q]; t < side_.ptr[q + 1]; ++t)
+                  chan[side_.idx[t]] = (scalar_t)((acc_t)chan[side_.idx[t]] + (acc_t)side_.w[t] * v);
+              }
             }
           }
         }
@@ -323,16 +350,10 @@ class Slots {
   Side side_;
   std::vector<std::vector<int64_t>> buckets_;
   std::vector<int64_t> taps_;
-  // Channels per block: each row then reads (or writes) kBlock neighbours at once.
-  static constexpr int64_t kBlock = 64;
-
-  template <typename F>
-  static void each_channel_block(int64_t NC, const F& fn) {
-    const int64_t blocks = (NC + kBlock - 1) / kBlock;
-    at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b) fn(b * kBlock, std::min(kBlock, NC - b * kBlock));
-    });
-  }
+  // Channels per block: each slot reads (or writes) a block's channels at once. On maps of more
+  // than kBlockedMax positions a block's channels lie 4 KiB or more apart and evict each other
+  // from the cache: there the rows are read (and written) channel after channel.
+  static constexpr int64_t kBlock = 64, kBlockedMax = 1000;
 };
 
 // A transposed weight (C_in, C_out/groups, *k), contiguous, read per kernel tap: the batches of
