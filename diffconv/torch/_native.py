@@ -6,7 +6,9 @@ and the kernels built. One call replaces the dozen small PyTorch operations of
 :func:`~diffconv.torch._ghosts.pad`/:func:`~diffconv.torch._ghosts.fold` (slices, products,
 casts, ``cat``), whose fixed cost made a converted network's small layers slower than reflect
 padding. The matrices still come from :mod:`diffconv.boundary`; ``csrc/ghosts.cpp`` only applies
-them, and gives the same values as the PyTorch operations (tested).
+them, and gives the same values as the PyTorch operations (tested). The same extension holds a
+transposed layer's ghost-ring gathers (``Slots``, ``taps_of``, ``add_taps_``; used by
+:mod:`~diffconv.torch._ring`).
 
 The kernels are compiled by ``torch.utils.cpp_extension`` on first use (a C++ compiler and
 ``ninja``; about 25 s, then cached in torch's extension folder, ``TORCH_EXTENSIONS_DIR``).

@@ -1,23 +1,13 @@
 """A transposed layer on the C++ kernels: the plain layer plus its ghost ring.
 
-A transposed layer's output is the plain layer's (``F.conv_transposeNd`` of ``x`` with the
-layer's own padding) plus the ghosts' share: each pair of a ghost and a kernel tap that lands on
-an output inside the result adds ``W[:, :, tap]^T ghost`` there. There are few such pairs (a k=5
-layer on 12² maps: 351, against the interior's 3600), so on the CPU the layer runs the plain
-layer's own convolution and backward, which oneDNN takes on its fast path, and adds the pairs'
-share with one batched product per direction, a batch per tap:
-
-* forward ``y[output] += W_tap^T ghost``;
-* backward ``dW[:, :, tap] += sum over pairs of ghost ⊗ dy[output]`` and
-  ``dx += fold(W_tap dy[output])``, each ghost's gradient spread onto the samples it is made of.
-
-The ghost-padded input that the PyTorch operations convolve instead (on CUDA, without the C++
-kernels, under tracing) raises the padding past the plain layer's, and there oneDNN's backward is
-1.5-2x slower. Both give the same values (tested).
-
-:class:`Ring` holds one layout's pairs: the ghosts as weights over the samples of ``x``
-(``diffconv.boundary``'s ghost rows, a tensor product at corners) and the outputs, each tap's
-pairs padded to the same count with zero slots, in two C++ ``Slots``.
+The output is the plain layer's (``F.conv_transposeNd`` of ``x``, the layer's own padding) plus,
+for each pair of a ghost and a kernel tap that lands on an output, ``W[:, :, tap]^T ghost``
+there; backward is the plain layer's ``convolution_backward`` plus the pairs' share of ``dW``
+and of ``dx`` (each ghost's gradient spread onto the samples it is made of). The pairs are few
+(k=5 on 12² maps: 351 against the interior's 3600); the C++ ``Slots`` gather them per tap, the
+taps bucketed by pair count, and one ``torch.bmm`` per bucket and direction does the arithmetic.
+Convolving the ghost-padded input instead (the PyTorch operations' way) raises the padding past
+the plain layer's, and oneDNN's backward then costs 1.5-2x. Both give the same values (tested).
 """
 
 from __future__ import annotations
@@ -33,13 +23,11 @@ from . import _native
 class Ring(NamedTuple):
     """The ghost ring of one transposed layout: ``taps`` the kernel taps (flat) that pair a ghost
     with an output, in buckets whose taps have as many slots each; ``ghosts`` and ``outputs`` the
-    C++ ``Slots`` of the pairs' ghosts and outputs, per bucket tap-major; ``padding``: the plain
-    layer's."""
+    C++ ``Slots`` of the pairs' ghosts and outputs, per bucket tap-major."""
 
     ghosts: Any
     outputs: Any
     taps: list[list[int]]
-    padding: tuple[int, ...]
 
 
 _RINGS: dict = {}
@@ -95,7 +83,7 @@ def _build(lay: Any, kernel: tuple[int, ...], out: tuple[int, ...]) -> Ring | No
     rows = [_product([made_of[a][ring[a][r]] for a in range(nd)], [ax.length for ax in axes]) for r in used]
     slots_of, counts = _native.kernels().Slots, [len(t) for t in tap_buckets]
     return Ring(slots_of(rows, ghost_buckets, counts),
-                slots_of([[(int(o), 1.0)] for o in outputs], output_buckets, counts), tap_buckets, plain_padding(lay))
+                slots_of([[(int(o), 1.0)] for o in outputs], output_buckets, counts), tap_buckets)
 
 
 def _buckets(pairs: np.ndarray) -> list[np.ndarray]:
@@ -125,8 +113,9 @@ def ring_forward(y: torch.Tensor, x: torch.Tensor, w: torch.Tensor, ring: Ring |
     if ring is None:
         return y
     y = y.contiguous()                     # (channels-last weights make a channels-last output)
-    taps = _native.kernels().taps_of(w.contiguous(), ring.taps, groups)   # per bucket (taps * groups, ...)
-    ring.outputs.scatter_add_(y, [torch.bmm(ghosts, w_t) for ghosts, w_t in zip(ring.ghosts.gather(x, groups), taps)])
+    taps = _native.kernels().taps_of(w.contiguous(), ring.taps, groups)
+    ghosts = ring.ghosts.gather(x, groups)                               # per bucket (taps * groups, ...)
+    ring.outputs.scatter_add_(y, [torch.bmm(pairs, w_t) for pairs, w_t in zip(ghosts, taps)])
     return y
 
 

@@ -202,7 +202,8 @@ def test_ring_taps_are_the_weight_per_tap_and_add_taps_its_transpose():
     _native.kernels().add_taps_(dw, shares, buckets)
     for taps, t in zip(buckets, got):
         assert torch.equal(t, w.reshape(2, 3, 4, 6)[..., taps].permute(3, 0, 1, 2).reshape(t.shape))
-    torch.testing.assert_close(sum((t * s).sum() for t, s in zip(got, shares)), (dw * w).sum(), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(sum((t * s).sum() for t, s in zip(got, shares)), (dw * w).sum(),
+                               rtol=1e-12, atol=1e-12)
 
 
 def _transposed(x, w, b, kernels: bool, **kw):
