@@ -275,6 +275,10 @@ class Slots {
         at::parallel_for(0, (int64_t)slots.size(), 16, [&](int64_t s0, int64_t s1) {
           for (int64_t k = s0; k < s1; ++k) {
             const int64_t tap = k / P, p = k % P;
+            if (groups == 1) {                       // the slot's N x C block is contiguous
+              std::memcpy(y + (tap * P * N + p * N) * C, r + slots[k] * NC, NC * sizeof(scalar_t));
+              continue;
+            }
             for (int64_t n = 0; n < N; ++n)
               for (int64_t gi = 0; gi < groups; ++gi)
                 std::memcpy(y + ((tap * groups + gi) * P * N + p * N + n) * c, r + slots[k] * NC + n * C + gi * c,
