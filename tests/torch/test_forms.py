@@ -132,8 +132,9 @@ def _top_level_ops(fn) -> list[str]:
 NATIVE_BUDGET = 9
 
 # A transposed layer on the kernels: the plain layer's convolution and backward, and its ghost
-# ring: 3 gathers, 3 batched products, 2 scatters, the weight gradient's index_add, the tap-major
-# weight twice (index_select), the views around them and autograd's 3 detaches.
+# ring: 3 gathers, 2 scatters, the tap-major weight twice, the weight gradient's share, one
+# batched product per bucket of taps and direction (2 buckets in 2-d, 3 in 3-d), the transposes
+# around them and autograd's 3 detaches.
 TRANSPOSED_NATIVE_BUDGET = 28
 
 
